@@ -1,0 +1,352 @@
+"""Build a library from a recipe: one dask task per chunk of samples, resumable.
+
+Sample *i* of split *s* draws every random number from
+``numpy.random.SeedSequence([recipe.seed, split_id, i])`` (split ids: train 0, val 1, test 2):
+first its ground truth, then its noise, in the recipe's order. A library is therefore the
+same, byte for byte, whatever the chunking, the number of workers or the storage format.
+
+While it runs, a build lives at ``PATH.partial`` and flags each chunk once written; it is
+renamed to ``PATH`` when every chunk is there. Run the same build again after an
+interruption (even ``kill -9``) and it writes only the missing chunks.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from tomobench.errors import RecipeError, StoreError
+from tomobench.physics import noise as noise_ops
+from tomobench.physics.geometry import from_recipe
+from tomobench.physics.projector import get_projector, resolve_backend
+from tomobench.physics.resample import downsample
+from tomobench.recipe import SPLIT_IDS, SPLITS, Recipe, load_recipe
+from tomobench.sources import sampler
+from tomobench.store import Library, open_library, open_store
+from tomobench.store.format import (
+    FORMAT_VERSION,
+    array_specs,
+    chunk_bounds,
+    chunk_count,
+    format_of,
+    partial_path,
+)
+
+# -- the work of one chunk ------------------------------------------------------------------
+
+
+def sample_rngs(recipe: Recipe, split: str, start: int, stop: int) -> list[np.random.Generator]:
+    """One generator per sample, seeded by (recipe seed, split id, sample index)."""
+    split_id = SPLIT_IDS[split]
+    return [
+        np.random.default_rng(np.random.SeedSequence([recipe.seed, split_id, index]))
+        for index in range(start, stop)
+    ]
+
+
+def draw_images(recipe: Recipe, rngs: list[np.random.Generator]) -> np.ndarray:
+    """Ground truth, (n, H, W) float32 in [0, 1], one image per generator."""
+    draw = sampler(recipe.source)
+    return np.stack([draw(rng) for rng in rngs])
+
+
+def project(recipe: Recipe, images: np.ndarray, *, backend: str) -> np.ndarray:
+    """Clean sinograms (n, A, D) float32 of a batch of ground-truth images."""
+    projector = get_projector(from_recipe(recipe), model=recipe.geometry.projector, backend=backend)
+    return projector.forward(images)
+
+
+def corrupt(
+    recipe: Recipe, sinograms: np.ndarray, rngs: list[np.random.Generator]
+) -> np.ndarray:
+    """The recipe's noise, in order, each sample drawing from its own generator."""
+    out = sinograms.copy() if recipe.noise else sinograms
+    for op in recipe.noise:
+        for index, rng in enumerate(rngs):
+            if op.kind == "poisson":
+                attenuation = op.attenuation or 1.0 / recipe.image_size
+                out[index] = noise_ops.poisson(
+                    out[index],
+                    photons=op.photons,
+                    attenuation=attenuation,
+                    min_counts=op.min_counts,
+                    rng=rng,
+                )
+            else:
+                out[index] = noise_ops.gaussian(
+                    out[index], sigma=op.sigma, relative=op.relative, rng=rng
+                )
+    return out
+
+
+def make_chunk(
+    recipe: Recipe, split: str, start: int, stop: int, *, backend: str
+) -> dict[str, np.ndarray]:
+    """Every array of samples ``start:stop`` of ``split``, named as in the library."""
+    rngs = sample_rngs(recipe, split, start, stop)
+    images = draw_images(recipe, rngs)
+    sinograms = corrupt(recipe, project(recipe, images, backend=backend), rngs)
+    arrays = {"images": images, "sinograms": sinograms}
+    for factor in recipe.downsample:
+        arrays[f"images_x{factor}"] = downsample(images, factor)
+    return arrays
+
+
+def _write_zarr_chunk(path: str, recipe: Recipe, task: tuple, backend: str) -> tuple:
+    """Worker side of a Zarr build: compute a chunk and write it straight to the store."""
+    split, index, start, stop = task
+    arrays = make_chunk(recipe, split, start, stop, backend=backend)
+    store = open_store(Path(path), "r+", format="zarr")
+    _guarded_write(store, split, index, start, arrays)
+    return task, None
+
+
+def _compute_chunk(recipe: Recipe, task: tuple, backend: str) -> tuple:
+    """Worker side of an HDF5 build: compute a chunk and hand it to the one writer."""
+    split, _, start, stop = task
+    return task, make_chunk(recipe, split, start, stop, backend=backend)
+
+
+def _guarded_write(store, split: str, index: int, start: int, arrays: dict) -> None:
+    try:
+        store.write_chunk(split, index, start, arrays)
+    except OSError as error:
+        reason = "the disk is full" if error.errno == errno.ENOSPC else str(error)
+        msg = (
+            f"cannot write {store.path}: {reason}; the partial library is kept, "
+            "run the same build again to resume"
+        )
+        raise StoreError(msg) from None
+
+
+# -- the build ------------------------------------------------------------------------------
+
+
+def build(
+    recipe: Recipe | str | Path,
+    out: str | Path | None = None,
+    *,
+    format: str | None = None,
+    chunk: int | None = None,
+    splits: Iterable[str] | None = None,
+    workers: int = 1,
+    scheduler: str | None = None,
+    progress: bool = False,
+) -> Path:
+    """Build (or finish) the library of ``recipe`` at ``out`` and return its path.
+
+    ``format`` and ``chunk`` override the recipe's ``output``; the format otherwise follows
+    ``out``'s suffix. ``splits`` limits the build to some splits (more can be added later to
+    the same library). ``workers`` > 1 starts a local dask.distributed cluster of that many
+    single-threaded processes; ``scheduler`` (``tcp://host:port``) uses an existing one.
+    """
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    if workers < 1:
+        msg = f"workers must be >= 1, got {workers}"
+        raise RecipeError(msg)
+    path, recipe = _target(recipe, out, format=format, chunk=chunk)
+    wanted = _wanted_splits(recipe, splits)
+    backend = resolve_backend(
+        recipe.geometry.backend, geometry=from_recipe(recipe), model=recipe.geometry.projector
+    )
+    store, recipe = _open_for_build(path, recipe, backend, wanted)
+    if store is None:
+        return path
+    try:
+        flags = {split: store.flags(split) for split in wanted}
+        todo = [
+            (split, index, *chunk_bounds(recipe.splits[split], recipe.output.chunk, index))
+            for split in wanted
+            for index in np.flatnonzero(~flags[split]).tolist()
+        ]
+        with _progress_bar(progress, recipe, todo, wanted) as advance:
+            if workers == 1 and scheduler is None:
+                for task in todo:
+                    split, index, start, stop = task
+                    arrays = make_chunk(recipe, split, start, stop, backend=backend)
+                    _guarded_write(store, split, index, start, arrays)
+                    advance(stop - start)
+            else:
+                _run_distributed(store, recipe, todo, backend, workers, scheduler, advance)
+        missing = [split for split in wanted if not store.flags(split).all()]
+        if missing:  # a bug, never a user error: refuse to call the library complete
+            msg = f"build of {path} ended with chunks of {missing} unwritten"
+            raise RuntimeError(msg)
+        store.drop_flags()
+        store.set_attrs({"complete": True})
+    finally:
+        store.close()
+    os.replace(partial_path(path), path)
+    return path
+
+
+def _target(recipe: Recipe, out, *, format: str | None, chunk: int | None):
+    if format is not None and format not in ("hdf5", "zarr"):
+        msg = f"--format must be hdf5 or zarr, got {format!r}"
+        raise RecipeError(msg)
+    if out is None:
+        format = format or recipe.output.format
+        suffix = ".zarr" if format == "zarr" else ".h5"
+        path = Path(f"{recipe.name}{suffix}")
+    else:
+        path = Path(out)
+        named = format_of(path)
+        if named is None:
+            msg = f"--out {path}: name the library *.h5, *.hdf5 or *.zarr"
+            raise RecipeError(msg)
+        if format is not None and named != format:
+            msg = f"--out {path} names a {named} library but --format is {format}"
+            raise RecipeError(msg)
+        format = named
+    return path.absolute(), recipe.with_output(format=format, chunk=chunk)
+
+
+def _wanted_splits(recipe: Recipe, splits: Iterable[str] | None) -> list[str]:
+    available = [name for name in SPLITS if recipe.splits.get(name, 0) > 0]
+    if splits is None:
+        return available
+    wanted = list(dict.fromkeys(splits))
+    unknown = [name for name in wanted if name not in available]
+    if unknown:
+        msg = (
+            f"split {unknown[0]!r} is not in recipe {recipe.name!r} "
+            f"(it has {', '.join(available)})"
+        )
+        raise RecipeError(msg)
+    return [name for name in SPLITS if name in wanted]
+
+
+def _open_for_build(path: Path, recipe: Recipe, backend: str, wanted: list[str]):
+    """The store to write to, at ``PATH.partial``, and the recipe it was started with;
+    ``(None, recipe)`` when ``PATH`` is already a complete library with every wanted split."""
+    partial = partial_path(path)
+    if path.exists():
+        with open_library(path) as library:
+            _check_same(library, recipe, backend)
+            if set(wanted) <= set(library.splits):
+                return None, recipe
+        os.replace(path, partial)  # add splits to a finished library: it is partial again
+    if partial.exists():
+        with open_library(partial) as library:
+            _check_same(library, recipe, backend)
+            recipe = library.recipe  # its chunking, which its flags count in
+        store = open_store(partial, "r+")
+        store.set_attrs({"complete": False})
+    else:
+        try:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            msg = f"cannot create {partial.parent}: {error.strerror or error}"
+            raise StoreError(msg) from None
+        store = open_store(partial, "w-")
+        from tomobench import __version__
+
+        store.set_attrs(
+            {
+                "tomobench_format": FORMAT_VERSION,
+                "tomobench_version": __version__,
+                "recipe": recipe.canonical_json(),
+                "recipe_sha256": recipe.sha256(),
+                "task": recipe.task,
+                "backend": backend,
+                "complete": False,
+            }
+        )
+        store.write_root_array("angles", from_recipe(recipe).angle_values)
+    existing = set(store.splits())
+    for split in wanted:
+        if split not in existing:
+            count = recipe.splits[split]
+            store.create_split(
+                split, array_specs(recipe, count), chunk_count(count, recipe.output.chunk)
+            )
+    return store, recipe
+
+
+def _check_same(library: Library, recipe: Recipe, backend: str) -> None:
+    if library.recipe_sha256 != recipe.sha256():
+        msg = (
+            f"{library.path} holds a library of another recipe "
+            f"({library.recipe.name}, sha256 {library.recipe_sha256[:12]}…); "
+            "choose another --out or remove it"
+        )
+        raise StoreError(msg)
+    if library.attrs.get("backend") != backend:
+        msg = (
+            f"{library.path} was started with projector backend {library.attrs.get('backend')}"
+            f" but this machine resolves {recipe.geometry.backend!r} to {backend}; "
+            "set geometry.backend in the recipe or remove the library"
+        )
+        raise StoreError(msg)
+
+
+def _run_distributed(store, recipe, todo, backend, workers, scheduler, advance) -> None:
+    from distributed import as_completed
+
+    with _client(workers, scheduler) as client:
+        window = 2 * max(1, len(client.scheduler_info().get("workers", {})) or workers)
+        tasks: Iterator[tuple] = iter(todo)
+
+        def submit(task):
+            if store.format == "zarr":
+                return client.submit(
+                    _write_zarr_chunk, str(store.path), recipe, task, backend, pure=False
+                )
+            return client.submit(_compute_chunk, recipe, task, backend, pure=False)
+
+        running = as_completed([submit(task) for _, task in zip(range(window), tasks)])
+        for future in running:
+            (split, index, start, stop), arrays = future.result()
+            future.release()
+            if arrays is not None:
+                _guarded_write(store, split, index, start, arrays)
+            advance(stop - start)
+            following = next(tasks, None)
+            if following is not None:
+                running.add(submit(following))
+
+
+@contextmanager
+def _client(workers: int, scheduler: str | None):
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as error:
+            msg = f"cannot reach the dask scheduler at {scheduler}: {error}"
+            raise StoreError(msg) from None
+        with client:
+            yield client
+        return
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+@contextmanager
+def _progress_bar(enabled: bool, recipe: Recipe, todo: list, wanted: list[str]):
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    total = sum(recipe.splits[split] for split in wanted)
+    remaining = sum(stop - start for _, _, start, stop in todo)
+    columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(f"building {recipe.name}", total=total, completed=total - remaining)
+        yield lambda n: bar.advance(task, n)

@@ -1,0 +1,17 @@
+"""Errors that a user can fix: each ends a command with one line and exit code 2."""
+
+
+class TomobenchError(Exception):
+    """Base class of every error whose message is meant for the user."""
+
+
+class RecipeError(TomobenchError, ValueError):
+    """A recipe is malformed, names an unknown field, or asks for something impossible."""
+
+
+class StoreError(TomobenchError, OSError):
+    """A library cannot be written or read: wrong path, foreign recipe, full disk."""
+
+
+class PhysicsError(TomobenchError, ValueError):
+    """A geometry or projector cannot be built as asked."""

@@ -1,0 +1,1 @@
+"""Physics: geometry, projection (ASTRA), noise and resampling."""

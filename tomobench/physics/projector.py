@@ -1,0 +1,219 @@
+"""Forward projection through ASTRA. This is the only module of tomobench that imports astra.
+
+Backends, all computing ASTRA's own discretisation of the chosen projection model:
+
+``astra-cpu``
+    ``astra.create_sino`` with a CPU projector, one image at a time.
+``astra-cuda``
+    ``astra.create_sino`` with ASTRA's GPU projector (linear interpolation only).
+``matrix``
+    ASTRA's projection matrix for the geometry, built once per process and applied to a
+    batch of images as one sparse × dense product: the fast CPU path.
+``auto``
+    ``astra-cuda`` where ASTRA sees a GPU and the model is linear; otherwise ``matrix``, or
+    ``astra-cpu`` when the matrix would not fit in :data:`MATRIX_BYTES_LIMIT`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import scipy.sparse as sparse
+
+from tomobench.errors import PhysicsError
+from tomobench.physics.geometry import ParallelGeometry
+
+BACKENDS = ("auto", "astra-cuda", "astra-cpu", "matrix")
+MODELS = ("line", "strip", "linear")
+MATRIX_BYTES_LIMIT = 2 * 1024**3
+"""Largest projection matrix (float32 values + int32 indices) that ``auto`` will build."""
+_MATRIX_BATCH = 128  # images per sparse product: bounds the dense temporaries
+
+
+def _astra():
+    try:
+        import astra
+    except ImportError as error:  # pragma: no cover - astra is a hard dependency
+        msg = (
+            "tomobench needs the ASTRA toolbox: `pip install astra-toolbox` "
+            "(or `conda install -c astra-toolbox astra-toolbox`)"
+        )
+        raise ImportError(msg) from error
+    return astra
+
+
+@functools.cache
+def cuda_available() -> bool:
+    """Whether ASTRA was built with CUDA and sees a GPU."""
+    astra = _astra()
+    try:
+        return bool(astra.use_cuda())
+    except Exception:  # noqa: BLE001 - any failure to reach a GPU means "no GPU"
+        return False
+
+
+def estimated_matrix_bytes(geometry: ParallelGeometry) -> int:
+    """An upper estimate of the projection matrix's size in memory (8 bytes a non-zero).
+
+    A ray of the linear model meets about two pixels per image row it crosses.
+    """
+    rays = geometry.angles * geometry.detector
+    return 8 * rays * 2 * geometry.size * max(1, int(np.ceil(1 / geometry.spacing)))
+
+
+def resolve_backend(backend: str, *, geometry: ParallelGeometry, model: str = "linear") -> str:
+    """The concrete backend that ``backend`` stands for on this machine."""
+    if backend not in BACKENDS:
+        msg = f"unknown projector backend {backend!r} (allowed: {', '.join(BACKENDS)})"
+        raise PhysicsError(msg)
+    if backend != "auto":
+        if backend == "astra-cuda" and not cuda_available():
+            msg = "backend 'astra-cuda' asked for, but ASTRA sees no CUDA GPU here"
+            raise PhysicsError(msg)
+        return backend
+    if model == "linear" and cuda_available():
+        return "astra-cuda"
+    if estimated_matrix_bytes(geometry) <= MATRIX_BYTES_LIMIT:
+        return "matrix"
+    return "astra-cpu"
+
+
+class Projector:
+    """Forward projector for one geometry, projection model and backend.
+
+    ``forward`` maps images (H, W) or (B, H, W) to float32 sinograms (A, D) or (B, A, D),
+    angle axis first. Use :func:`get_projector` to share one instance per process.
+    """
+
+    def __init__(
+        self, geometry: ParallelGeometry, *, model: str = "linear", backend: str = "auto"
+    ) -> None:
+        if model not in MODELS:
+            msg = f"unknown projection model {model!r} (allowed: {', '.join(MODELS)})"
+            raise PhysicsError(msg)
+        self.geometry = geometry
+        self.model = model
+        self.backend = resolve_backend(backend, geometry=geometry, model=model)
+        if self.backend == "astra-cuda" and model != "linear":
+            msg = f"backend 'astra-cuda' has only the linear model, not {model!r}"
+            raise PhysicsError(msg)
+        self._matrix: sparse.csr_matrix | None = None
+        self._projector_id: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Projector({self.geometry!r}, model={self.model!r}, backend={self.backend!r})"
+
+    def __del__(self) -> None:
+        if self._projector_id is not None:
+            try:
+                _astra().projector.delete(self._projector_id)
+            except Exception:  # noqa: BLE001 - interpreter shutdown
+                pass
+
+    # -- ASTRA objects ----------------------------------------------------------------
+
+    def _fine_geometries(self) -> tuple[dict, dict]:
+        """ASTRA volume and projection geometry on the oversampled grid."""
+        astra = _astra()
+        g = self.geometry
+        n = g.oversample
+        half = g.size / 2
+        volume = astra.create_vol_geom(g.size * n, g.size * n, -half, half, -half, half)
+        projection = astra.create_proj_geom(
+            "parallel", g.spacing / n, g.detector * n, g.angle_values
+        )
+        return volume, projection
+
+    def _astra_projector(self) -> int:
+        if self._projector_id is None:
+            volume, projection = self._fine_geometries()
+            kind = "cuda" if self.backend == "astra-cuda" else self.model
+            self._projector_id = _astra().create_projector(kind, projection, volume)
+        return self._projector_id
+
+    @property
+    def matrix(self) -> sparse.csr_matrix:
+        """The system matrix (A·D, H·W) in float32: ASTRA's matrix for the fine grid,
+        composed with pixel replication (image) and bin averaging (detector)."""
+        if self._matrix is None:
+            astra = _astra()
+            volume, projection = self._fine_geometries()
+            projector_id = astra.create_projector(self.model, projection, volume)
+            matrix_id = astra.projector.matrix(projector_id)
+            try:
+                fine = astra.matrix.get(matrix_id).tocsr()
+            finally:
+                astra.matrix.delete(matrix_id)
+                astra.projector.delete(projector_id)
+            n = self.geometry.oversample
+            if n > 1:
+                replicate = _replication(self.geometry.size, n)
+                binning = sparse.kron(
+                    sparse.identity(self.geometry.angles, format="csr"),
+                    _replication(self.geometry.detector, n).T / n,
+                    format="csr",
+                )
+                fine = binning @ fine @ sparse.kron(replicate, replicate, format="csr")
+            matrix = sparse.csr_matrix(fine, dtype=np.float32)
+            matrix.sum_duplicates()
+            matrix.sort_indices()
+            self._matrix = matrix
+        return self._matrix
+
+    # -- projection ---------------------------------------------------------------------
+
+    def forward(self, images: np.ndarray) -> np.ndarray:
+        """Sinograms of one image (H, W) → (A, D) or a batch (B, H, W) → (B, A, D)."""
+        images = np.asarray(images)
+        single = images.ndim == 2
+        batch = images[None] if single else images
+        if batch.ndim != 3 or batch.shape[1:] != self.geometry.image_shape:
+            msg = (
+                f"images must have shape (H, W) or (B, H, W) with H = W = {self.geometry.size}, "
+                f"got {images.shape}"
+            )
+            raise PhysicsError(msg)
+        batch = batch.astype(np.float32, copy=False)
+        if self.backend == "matrix":
+            sinograms = self._forward_matrix(batch)
+        else:
+            sinograms = np.stack([self._forward_astra(image) for image in batch])
+        return sinograms[0] if single else sinograms
+
+    def _forward_matrix(self, batch: np.ndarray) -> np.ndarray:
+        matrix = self.matrix
+        out = np.empty((len(batch), *self.geometry.sinogram_shape), dtype=np.float32)
+        for start in range(0, len(batch), _MATRIX_BATCH):
+            part = batch[start : start + _MATRIX_BATCH]
+            columns = np.ascontiguousarray(part.reshape(len(part), -1).T)
+            out[start : start + len(part)] = (matrix @ columns).T.reshape(
+                len(part), *self.geometry.sinogram_shape
+            )
+        return out
+
+    def _forward_astra(self, image: np.ndarray) -> np.ndarray:
+        astra = _astra()
+        n = self.geometry.oversample
+        if n > 1:
+            image = np.repeat(np.repeat(image, n, axis=0), n, axis=1)
+        sinogram_id, sinogram = astra.create_sino(image, self._astra_projector())
+        astra.data2d.delete(sinogram_id)
+        if n > 1:
+            sinogram = sinogram.reshape(self.geometry.angles, self.geometry.detector, n).mean(-1)
+        return sinogram.astype(np.float32, copy=False)
+
+
+def _replication(size: int, factor: int) -> sparse.csr_matrix:
+    """(size·factor, size) matrix that repeats each entry ``factor`` times."""
+    return sparse.kron(
+        sparse.identity(size, format="csr"), np.ones((factor, 1)), format="csr"
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def get_projector(
+    geometry: ParallelGeometry, *, model: str = "linear", backend: str = "auto"
+) -> Projector:
+    """A projector shared within this process (its matrix is built once)."""
+    return Projector(geometry, model=model, backend=backend)

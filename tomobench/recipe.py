@@ -1,0 +1,296 @@
+"""Recipes: the declarative description of a library, validated into a :class:`Recipe`.
+
+A recipe is YAML. Unknown keys are errors, and every error names the field path
+(``geometry.angles``, ``noise[0].photons``) and what is allowed there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tomobench.errors import RecipeError
+
+SPLITS = ("train", "val", "test")
+SPLIT_IDS = {name: index for index, name in enumerate(SPLITS)}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShapesSource(_Strict):
+    """Random shapes drawn with ``skimage.draw.random_shapes`` (rectangles, circles,
+    triangles, ellipses), then optionally masked, noised and smoothed."""
+
+    kind: Literal["shapes"]
+    size: int = Field(ge=8, le=4096, description="ground-truth image is size × size pixels")
+    min_shapes: int = Field(1, ge=1, description="fewest shapes per image")
+    max_shapes: int = Field(10, ge=1, description="most shapes per image")
+    min_shape_size: int = Field(2, ge=2, description="smallest shape extent in pixels")
+    max_shape_size: int | None = Field(
+        None, ge=2, description="largest shape extent in pixels (default: size // 2)"
+    )
+    intensity: tuple[float, float] = Field(
+        (0.1, 1.0), description="range of the value of a shape, within [0, 1]; background is 0"
+    )
+    shape: Literal["rectangle", "circle", "triangle", "ellipse"] | None = Field(
+        None, description="draw only this shape family (default: all four, at random)"
+    )
+    allow_overlap: bool = Field(True, description="later shapes may cover earlier ones")
+    circular_mask: bool = Field(False, description="zero outside the inscribed circle")
+    image_noise_counts: float | None = Field(
+        None,
+        gt=0,
+        description="Poisson noise on the image at this many counts for value 1 "
+        "(the 2020 generator used 256)",
+    )
+    smooth_sigma: float = Field(0.0, ge=0, description="Gaussian smoothing σ in pixels")
+    normalize: bool = Field(False, description="divide each image by its maximum")
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> ShapesSource:
+        if self.min_shapes > self.max_shapes:
+            msg = f"min_shapes ({self.min_shapes}) exceeds max_shapes ({self.max_shapes})"
+            raise ValueError(msg)
+        largest = self.largest_shape
+        if not self.min_shape_size <= largest <= self.size:
+            msg = (
+                f"shape sizes must satisfy min_shape_size <= max_shape_size <= size, "
+                f"got {self.min_shape_size}, {largest}, {self.size}"
+            )
+            raise ValueError(msg)
+        low, high = self.intensity
+        if not 0.0 <= low <= high <= 1.0:
+            msg = f"intensity must satisfy 0 <= low <= high <= 1, got {list(self.intensity)}"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def largest_shape(self) -> int:
+        return self.max_shape_size if self.max_shape_size is not None else self.size // 2
+
+
+Source = Annotated[Union[ShapesSource], Field(discriminator="kind")]
+
+
+class Geometry(_Strict):
+    """Parallel-beam geometry; angles evenly over [0, π), endpoint excluded."""
+
+    angles: int = Field(180, ge=1, le=100_000, description="number of projection angles")
+    detector: int | None = Field(
+        None, ge=1, le=100_000, description="detector pixels (default: image size)"
+    )
+    detector_spacing: float = Field(
+        1.0, gt=0, description="detector pixel width in units of image pixels"
+    )
+    projector: Literal["line", "strip", "linear"] = Field(
+        "linear", description="ASTRA projection model"
+    )
+    backend: Literal["auto", "astra-cuda", "astra-cpu", "matrix"] = Field(
+        "auto", description="auto: astra-cuda where ASTRA sees a GPU, else matrix"
+    )
+    oversample: int = Field(
+        1, ge=1, le=8, description="simulate on an n× finer image and detector grid"
+    )
+
+
+class PoissonNoise(_Strict):
+    """Photon-counting noise in the Beer–Lambert sense."""
+
+    kind: Literal["poisson"]
+    photons: float = Field(gt=0, description="incident photons per detector pixel")
+    attenuation: float | None = Field(
+        None,
+        gt=0,
+        description="attenuation of a pixel of value 1 per pixel width "
+        "(default: 1/size, so a chord across the field of view through value 1 has "
+        "optical depth 1)",
+    )
+    min_counts: float = Field(
+        0.1, gt=0, description="zero counts are raised to this before the logarithm"
+    )
+
+
+class GaussianNoise(_Strict):
+    """Additive Gaussian noise on the sinogram."""
+
+    kind: Literal["gaussian"]
+    sigma: float = Field(ge=0, description="standard deviation")
+    relative: bool = Field(
+        False, description="sigma is a fraction of each sinogram's largest absolute value"
+    )
+
+
+Noise = Annotated[Union[PoissonNoise, GaussianNoise], Field(discriminator="kind")]
+
+
+class Output(_Strict):
+    format: Literal["hdf5", "zarr"] = Field("hdf5", description="storage format")
+    chunk: int = Field(64, ge=1, le=100_000, description="samples per chunk")
+
+
+class Recipe(_Strict):
+    """A validated recipe. Build it with :func:`load_recipe` or ``Recipe.model_validate``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    task: Literal["reconstruction", "super-resolution", "hyperspectral"] = "reconstruction"
+    seed: int = Field(ge=0, lt=2**63)
+    source: Source
+    geometry: Geometry = Geometry()
+    noise: tuple[Noise, ...] = Field((), description="applied in order; empty = clean")
+    downsample: tuple[int, ...] = Field(
+        (), description="factors s: adds images_x{s} (bilinear)"
+    )
+    splits: dict[Literal["train", "val", "test"], int]
+    output: Output = Output()
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Recipe:
+        size = self.source.size
+        for factor in self.downsample:
+            if factor < 2 or size % factor:
+                msg = f"downsample factor {factor} must be >= 2 and divide the size {size}"
+                raise ValueError(msg)
+        if len(set(self.downsample)) != len(self.downsample):
+            msg = f"downsample factors repeat: {list(self.downsample)}"
+            raise ValueError(msg)
+        if any(count < 0 for count in self.splits.values()):
+            msg = f"split sizes must be >= 0, got {self.splits}"
+            raise ValueError(msg)
+        if sum(self.splits.values()) == 0:
+            msg = "splits hold no samples: give at least one split a size > 0"
+            raise ValueError(msg)
+        if self.task == "super-resolution" and not self.downsample:
+            msg = "task 'super-resolution' needs at least one downsample factor"
+            raise ValueError(msg)
+        if self.task == "hyperspectral":
+            msg = f"task 'hyperspectral' needs a hyperspectral source, not {self.source.kind!r}"
+            raise ValueError(msg)
+        if self.geometry.backend == "astra-cuda" and self.geometry.projector != "linear":
+            msg = "backend 'astra-cuda' has only the linear projector"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def image_size(self) -> int:
+        return self.source.size
+
+    @property
+    def detector_count(self) -> int:
+        return self.geometry.detector or self.source.size
+
+    def canonical_json(self) -> str:
+        """The recipe as compact JSON with sorted keys and every default filled in."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def sha256(self) -> str:
+        """Hash of what the data depends on: everything but ``output`` (format, chunking),
+        so one recipe stored as HDF5 or Zarr, in any chunking, has one hash."""
+        content = self.model_dump(mode="json", exclude={"output"})
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def with_output(self, *, format: str | None = None, chunk: int | None = None) -> Recipe:
+        """A copy with the storage options replaced."""
+        output = self.output.model_copy(
+            update={k: v for k, v in {"format": format, "chunk": chunk}.items() if v is not None}
+        )
+        return self.model_validate({**self.model_dump(), "output": output.model_dump()})
+
+
+def published_recipes() -> dict[str, Path]:
+    """Names and paths of the recipes that ship with tomobench."""
+    candidates = [
+        Path(str(resources.files("tomobench") / "recipes")),
+        Path(__file__).resolve().parent.parent / "recipes",
+    ]
+    for folder in candidates:
+        if folder.is_dir():
+            return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+    return {}
+
+
+def load_recipe(path_or_name: str | Path) -> Recipe:
+    """Read a recipe from a YAML file, or a published recipe by name (``shapes-128``)."""
+    path = Path(path_or_name)
+    if not path.exists():
+        published = published_recipes()
+        if str(path_or_name) in published:
+            path = published[str(path_or_name)]
+        else:
+            names = ", ".join(published) or "none"
+            msg = f"recipe {str(path_or_name)!r} not found: no such file, nor a published recipe ({names})"
+            raise RecipeError(msg)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        msg = f"recipe {path}: not valid YAML{where}: {getattr(error, 'problem', error)}"
+        raise RecipeError(msg) from None
+    except OSError as error:
+        msg = f"recipe {path}: cannot be read: {error.strerror or error}"
+        raise RecipeError(msg) from None
+    return parse_recipe(data, origin=str(path))
+
+
+def parse_recipe(data: object, *, origin: str = "recipe") -> Recipe:
+    """Validate a mapping (parsed YAML or JSON) into a :class:`Recipe`."""
+    if not isinstance(data, dict):
+        msg = f"{origin}: a recipe must be a mapping of fields, got {type(data).__name__}"
+        raise RecipeError(msg)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(_describe(item) for item in error.errors())
+        msg = f"{origin}: {problems}"
+        raise RecipeError(msg) from None
+
+
+_TAGGED = {"shapes": ShapesSource, "poisson": PoissonNoise, "gaussian": GaussianNoise}
+_NESTED = {"geometry": Geometry, "output": Output}
+
+
+def _field_path(loc: tuple) -> str:
+    parts: list[str] = []
+    for position, item in enumerate(loc):
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in _TAGGED and position > 0:
+            continue  # pydantic inserts the discriminator's value; the user never wrote it
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "recipe"
+
+
+def _describe(item: dict) -> str:
+    path = _field_path(tuple(item["loc"]))
+    kind = item["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(tuple(item["loc"][:-1]))
+        allowed = ", ".join(parent.model_fields) if parent is not None else "see recipe-schema"
+        return f"{path}: unknown field (allowed here: {allowed})"
+    if kind == "missing":
+        return f"{path}: field required"
+    message = item["msg"].removeprefix("Value error, ")
+    if kind in {"model_type", "union_tag_invalid", "union_tag_not_found"} or "input" not in item:
+        return f"{path}: {message}"
+    if isinstance(item["input"], dict):
+        return f"{path}: {message}"
+    return f"{path}: {message} (got {item['input']!r})"
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The model class that validates the mapping found at ``loc`` of a recipe."""
+    if not loc:
+        return Recipe
+    if loc[-1] in _TAGGED:
+        return _TAGGED[loc[-1]]
+    return _NESTED.get(loc[0]) if len(loc) == 1 else None

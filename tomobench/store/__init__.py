@@ -1,0 +1,134 @@
+"""Libraries on disk: HDF5 or Zarr, one tree (see :mod:`tomobench.store.format`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tomobench.errors import StoreError
+from tomobench.recipe import SPLITS, Recipe, parse_recipe
+from tomobench.store.format import (
+    FORMAT_VERSION,
+    PARTIAL_SUFFIX,
+    chunk_count,
+    format_of,
+    partial_path,
+)
+from tomobench.store.hdf5 import HDF5Store
+from tomobench.store.zarr import ZarrStore
+
+_STORES = {"hdf5": HDF5Store, "zarr": ZarrStore}
+
+
+def open_store(path: Path, mode: str = "r", *, format: str | None = None):
+    """The HDF5 or Zarr store at ``path`` (format from the suffix unless given)."""
+    format = format or format_of(path)
+    if format not in _STORES:
+        msg = f"{path}: cannot tell the format (name it *.h5, *.hdf5 or *.zarr)"
+        raise StoreError(msg)
+    try:
+        return _STORES[format](path, mode)
+    except (OSError, ValueError, KeyError) as error:
+        if mode == "r" or path.exists():
+            msg = f"{path}: not a readable {format} library ({error})"
+        else:
+            msg = f"cannot create {path}: {getattr(error, 'strerror', None) or error}"
+        raise StoreError(msg) from None
+
+
+class Library:
+    """A library on disk, opened read-only. Arrays are h5py datasets or zarr arrays."""
+
+    def __init__(self, path: Path, store) -> None:
+        self.path = path
+        self.store = store
+        attrs = store.attrs
+        if attrs.get("tomobench_format") is None:
+            store.close()
+            msg = f"{path}: not a tomobench library (no tomobench_format attribute)"
+            raise StoreError(msg)
+        if int(attrs["tomobench_format"]) > FORMAT_VERSION:
+            store.close()
+            msg = (
+                f"{path}: library format {attrs['tomobench_format']} is newer than this "
+                f"tomobench reads ({FORMAT_VERSION}); upgrade tomobench"
+            )
+            raise StoreError(msg)
+        self.attrs = attrs
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"open_library({str(self.path)!r})"
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def format(self) -> str:
+        return self.store.format
+
+    @property
+    def recipe(self) -> Recipe:
+        return parse_recipe(json.loads(self.attrs["recipe"]), origin=f"{self.path} recipe")
+
+    @property
+    def recipe_sha256(self) -> str:
+        return self.attrs["recipe_sha256"]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.attrs.get("complete")) and not self.path.name.endswith(PARTIAL_SUFFIX)
+
+    @property
+    def splits(self) -> list[str]:
+        present = set(self.store.splits())
+        return [name for name in SPLITS if name in present]
+
+    @property
+    def angles(self) -> np.ndarray:
+        return np.asarray(self.store.root("angles"))
+
+    def arrays(self, split: str) -> dict:
+        if split not in self.splits:
+            msg = f"{self.path}: no split {split!r} (has {', '.join(self.splits) or 'none'})"
+            raise StoreError(msg)
+        return self.store.arrays(split)
+
+    def __getitem__(self, key: str):
+        split, _, name = key.partition("/")
+        arrays = self.arrays(split)
+        if name not in arrays:
+            msg = f"{self.path}: split {split!r} has no array {name!r} (has {', '.join(arrays)})"
+            raise StoreError(msg)
+        return arrays[name]
+
+    def chunks_done(self, split: str) -> tuple[int, int]:
+        """(chunks written, chunks in all) for one split."""
+        flags = self.store.flags(split)
+        if flags is not None:
+            return int(flags.sum()), len(flags)
+        count = len(self.arrays(split)["images"])
+        total = chunk_count(count, self.recipe.output.chunk) if count else 0
+        return (total, total) if self.complete else (0, total)
+
+    def nbytes_on_disk(self) -> int:
+        return self.store.nbytes_on_disk()
+
+
+def open_library(path: str | Path) -> Library:
+    """Open a library read-only; a build in progress is found at ``PATH.partial``."""
+    path = Path(path)
+    if not path.exists():
+        partial = partial_path(path)
+        if not partial.exists():
+            msg = f"no library at {path}"
+            raise StoreError(msg)
+        path = partial
+    return Library(path, open_store(path, "r"))

@@ -1,0 +1,66 @@
+"""The on-disk library format (version 1), stated once for HDF5 and Zarr alike.
+
+One library is one HDF5 file or one Zarr group holding the same tree:
+
+- root attrs: ``tomobench_format``, ``tomobench_version``, ``recipe`` (JSON text),
+  ``recipe_sha256``, ``task``, ``backend`` (the projector that made the sinograms) and
+  ``complete``;
+- ``/angles`` (A,) float64, radians, endpoint excluded;
+- ``/{split}/images`` (N, H, W) float32 in [0, 1];
+- ``/{split}/sinograms`` (N, A, D) float32, angle axis first;
+- ``/{split}/images_x{s}`` (N, H/s, W/s) float32, bilinear downsampled ground truth.
+
+Samples lie on axis 0, chunked along it (``output.chunk`` samples a chunk). While a build
+runs, the library lives at ``PATH.partial`` with a ``_build/{split}`` array of chunk flags;
+it is renamed to ``PATH`` only when every chunk is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+FORMAT_VERSION = 1
+PARTIAL_SUFFIX = ".partial"
+BUILD_GROUP = "_build"
+SUFFIXES = {".h5": "hdf5", ".hdf5": "hdf5", ".zarr": "zarr"}
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    name: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: str = "float32"
+
+
+def array_specs(recipe, count: int) -> list[ArraySpec]:
+    """The arrays of one split of ``count`` samples, in the order they are written."""
+    size, angles, detector = recipe.image_size, recipe.geometry.angles, recipe.detector_count
+    per_chunk = max(1, min(recipe.output.chunk, count))
+    shapes = {"images": (size, size), "sinograms": (angles, detector)}
+    for factor in recipe.downsample:
+        shapes[f"images_x{factor}"] = (size // factor, size // factor)
+    return [
+        ArraySpec(name, (count, *shape), (per_chunk, *shape)) for name, shape in shapes.items()
+    ]
+
+
+def chunk_count(count: int, chunk: int) -> int:
+    return -(-count // chunk)
+
+
+def chunk_bounds(count: int, chunk: int, index: int) -> tuple[int, int]:
+    start = index * chunk
+    return start, min(start + chunk, count)
+
+
+def format_of(path: Path) -> str | None:
+    """The format a library path's suffix names (``None`` for an unknown suffix)."""
+    name = path.name.removesuffix(PARTIAL_SUFFIX)
+    return SUFFIXES.get(Path(name).suffix.lower())
+
+
+def partial_path(path: Path) -> Path:
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+

@@ -1,0 +1,95 @@
+"""HDF5 libraries (h5py). One writer process; storage is allocated when an array is created,
+so writing a chunk touches raw data only and a killed build leaves a readable file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from tomobench.store.format import BUILD_GROUP, ArraySpec
+
+
+class HDF5Store:
+    format = "hdf5"
+
+    def __init__(self, path: Path, mode: str) -> None:
+        self.path = path
+        self._file = h5py.File(path, mode)
+
+    @classmethod
+    def create(cls, path: Path) -> HDF5Store:
+        return cls(path, "w-")
+
+    # -- reading ----------------------------------------------------------------------
+
+    @property
+    def attrs(self) -> dict:
+        return {key: _plain(value) for key, value in self._file.attrs.items()}
+
+    def splits(self) -> list[str]:
+        return [name for name in self._file if isinstance(self._file[name], h5py.Group)
+                and name != BUILD_GROUP]
+
+    def root(self, name: str) -> np.ndarray:
+        return self._file[name][...]
+
+    def array(self, split: str, name: str) -> h5py.Dataset:
+        return self._file[f"{split}/{name}"]
+
+    def arrays(self, split: str) -> dict[str, h5py.Dataset]:
+        return dict(self._file[split].items())
+
+    def flags(self, split: str) -> np.ndarray | None:
+        key = f"{BUILD_GROUP}/{split}"
+        return self._file[key][...].astype(bool) if key in self._file else None
+
+    def nbytes_on_disk(self) -> int:
+        return self.path.stat().st_size
+
+    # -- writing ----------------------------------------------------------------------
+
+    def set_attrs(self, attrs: dict) -> None:
+        self._file.attrs.update(attrs)
+
+    def write_root_array(self, name: str, values: np.ndarray) -> None:
+        if name in self._file:
+            del self._file[name]
+        self._file.create_dataset(name, data=values)
+
+    def create_split(self, split: str, specs: list[ArraySpec], chunks: int) -> None:
+        group = self._file.require_group(split)
+        for spec in specs:
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+            dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+            group.create_dataset(
+                spec.name, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks, dcpl=dcpl
+            )
+        self._file.require_group(BUILD_GROUP).create_dataset(
+            split, shape=(chunks,), dtype="u1", fillvalue=0
+        )
+        self._file.flush()
+
+    def write_chunk(self, split: str, index: int, start: int, arrays: dict) -> None:
+        for name, values in arrays.items():
+            self._file[f"{split}/{name}"][start : start + len(values)] = values
+        self._file.flush()
+        self._file[f"{BUILD_GROUP}/{split}"][index] = 1
+        self._file.flush()
+
+    def drop_flags(self) -> None:
+        if BUILD_GROUP in self._file:
+            del self._file[BUILD_GROUP]
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

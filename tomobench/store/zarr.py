@@ -1,0 +1,80 @@
+"""Zarr (v3) libraries. Each chunk of samples is one Zarr chunk of every array, so build
+tasks write their chunks in parallel, each from its own process, with no shared state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from tomobench.store.format import BUILD_GROUP, ArraySpec
+
+
+class ZarrStore:
+    format = "zarr"
+
+    def __init__(self, path: Path, mode: str) -> None:
+        self.path = path
+        self._group = zarr.open_group(str(path), mode=mode)
+
+    @classmethod
+    def create(cls, path: Path) -> ZarrStore:
+        return cls(path, "w-")
+
+    # -- reading ----------------------------------------------------------------------
+
+    @property
+    def attrs(self) -> dict:
+        return dict(self._group.attrs)
+
+    def splits(self) -> list[str]:
+        return sorted(name for name, _ in self._group.groups() if name != BUILD_GROUP)
+
+    def root(self, name: str) -> np.ndarray:
+        return self._group[name][...]
+
+    def array(self, split: str, name: str) -> zarr.Array:
+        return self._group[f"{split}/{name}"]
+
+    def arrays(self, split: str) -> dict[str, zarr.Array]:
+        return dict(self._group[split].arrays())
+
+    def flags(self, split: str) -> np.ndarray | None:
+        key = f"{BUILD_GROUP}/{split}"
+        return self._group[key][...].astype(bool) if key in self._group else None
+
+    def nbytes_on_disk(self) -> int:
+        return sum(item.stat().st_size for item in self.path.rglob("*") if item.is_file())
+
+    # -- writing ----------------------------------------------------------------------
+
+    def set_attrs(self, attrs: dict) -> None:
+        self._group.attrs.update(attrs)
+
+    def write_root_array(self, name: str, values: np.ndarray) -> None:
+        self._group.create_array(
+            name, shape=values.shape, dtype=values.dtype, chunks=values.shape, overwrite=True
+        )[...] = values
+
+    def create_split(self, split: str, specs: list[ArraySpec], chunks: int) -> None:
+        group = self._group.require_group(split)
+        for spec in specs:
+            group.create_array(
+                spec.name, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks, fill_value=0
+            )
+        self._group.require_group(BUILD_GROUP).create_array(
+            split, shape=(chunks,), dtype="u1", chunks=(1,), fill_value=0
+        )
+
+    def write_chunk(self, split: str, index: int, start: int, arrays: dict) -> None:
+        for name, values in arrays.items():
+            self._group[f"{split}/{name}"][start : start + len(values)] = values
+        self._group[f"{BUILD_GROUP}/{split}"][index] = 1
+
+    def drop_flags(self) -> None:
+        if BUILD_GROUP in self._group:
+            del self._group[BUILD_GROUP]
+
+    def close(self) -> None:
+        pass
