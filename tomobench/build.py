@@ -15,8 +15,10 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
+import shutil
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -114,10 +116,23 @@ def _compute_chunk(recipe: Recipe, task: tuple, backend: str) -> tuple:
 
 
 def _guarded_write(store, split: str, index: int, start: int, arrays: dict) -> None:
-    try:
+    with _write_errors(store):
         store.write_chunk(split, index, start, arrays)
-    except OSError as error:
-        reason = "the disk is full" if error.errno == errno.ENOSPC else str(error)
+
+
+@contextmanager
+def _write_errors(store):
+    """A failed write (full disk, lost mount) becomes one line; the partial library stays."""
+    try:
+        yield
+    except (OSError, RuntimeError, KeyError, ValueError) as error:  # h5py raises all four
+        with suppress(Exception):
+            store.close()
+        text = str(error)
+        found = re.search(r"error message = '([^']*)'", text)
+        reason = "the disk is full" if getattr(error, "errno", None) == errno.ENOSPC else (
+            found.group(1) if found else text.splitlines()[0] if text else type(error).__name__
+        )
         msg = (
             f"cannot write {store.path}: {reason}; the partial library is kept, "
             "run the same build again to resume"
@@ -179,10 +194,13 @@ def build(
         if missing:  # a bug, never a user error: refuse to call the library complete
             msg = f"build of {path} ended with chunks of {missing} unwritten"
             raise RuntimeError(msg)
-        store.drop_flags()
-        store.set_attrs({"complete": True})
+        with _write_errors(store):
+            store.drop_flags()
+            store.set_attrs({"complete": True})
+            store.close()
     finally:
-        store.close()
+        with suppress(Exception):
+            store.close()
     os.replace(partial_path(path), path)
     return path
 
@@ -233,19 +251,31 @@ def _open_for_build(path: Path, recipe: Recipe, backend: str, wanted: list[str])
             if set(wanted) <= set(library.splits):
                 return None, recipe
         os.replace(path, partial)  # add splits to a finished library: it is partial again
-    if partial.exists():
+    existed = partial.exists() and _usable_partial(partial)
+    if existed:
         with open_library(partial) as library:
             _check_same(library, recipe, backend)
             recipe = library.recipe  # its chunking, which its flags count in
         store = open_store(partial, "r+")
-        store.set_attrs({"complete": False})
     else:
         try:
             partial.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             msg = f"cannot create {partial.parent}: {error.strerror or error}"
             raise StoreError(msg) from None
+        if format_of(path) == "hdf5":
+            _check_space(partial, recipe, wanted)
         store = open_store(partial, "w-")
+    with _write_errors(store):
+        _initialise(store, recipe, backend, wanted, new=not existed)
+    return store, recipe
+
+
+def _initialise(store, recipe: Recipe, backend: str, wanted: list[str], *, new: bool) -> None:
+    """Write a new library's attributes and angles, and the arrays of splits it lacks."""
+    if not new:
+        store.set_attrs({"complete": False})
+    else:
         from tomobench import __version__
 
         store.set_attrs(
@@ -267,7 +297,38 @@ def _open_for_build(path: Path, recipe: Recipe, backend: str, wanted: list[str])
             store.create_split(
                 split, array_specs(recipe, count), chunk_count(count, recipe.output.chunk)
             )
-    return store, recipe
+
+
+def _check_space(path: Path, recipe: Recipe, wanted: list[str]) -> None:
+    """An HDF5 library takes all its space when created: say so at once if it cannot."""
+    needed = sum(
+        int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize
+        for split in wanted
+        for spec in array_specs(recipe, recipe.splits[split])
+    )
+    free = shutil.disk_usage(path.parent).free
+    if needed > free:
+        msg = (
+            f"not enough disk space for {path.name.removesuffix('.partial')}: it needs "
+            f"{needed / 1024**3:.2f} GiB, {path.parent} has {free / 1024**3:.2f} GiB free"
+        )
+        raise StoreError(msg)
+
+
+def _usable_partial(partial: Path) -> bool:
+    """Whether a partial library can be resumed; one that cannot even be opened (its
+    creation failed) holds no finished chunk and is removed."""
+    try:
+        with open_library(partial) as library:
+            for split in library.splits:
+                library.chunks_done(split)
+    except (StoreError, OSError, RuntimeError, KeyError, ValueError):
+        if partial.is_dir():
+            shutil.rmtree(partial)
+        else:
+            partial.unlink()
+        return False
+    return True
 
 
 def _check_same(library: Library, recipe: Recipe, backend: str) -> None:

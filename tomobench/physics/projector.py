@@ -105,7 +105,7 @@ class Projector:
         return f"Projector({self.geometry!r}, model={self.model!r}, backend={self.backend!r})"
 
     def __del__(self) -> None:
-        if self._projector_id is not None:
+        if getattr(self, "_projector_id", None) is not None:
             try:
                 _astra().projector.delete(self._projector_id)
             except Exception:  # noqa: BLE001 - interpreter shutdown

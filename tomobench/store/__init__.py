@@ -114,7 +114,7 @@ class Library:
         flags = self.store.flags(split)
         if flags is not None:
             return int(flags.sum()), len(flags)
-        count = len(self.arrays(split)["images"])
+        count = self.arrays(split)["images"].shape[0]
         total = chunk_count(count, self.recipe.output.chunk) if count else 0
         return (total, total) if self.complete else (0, total)
 

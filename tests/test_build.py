@@ -1,0 +1,228 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import astra
+import h5py
+import numpy as np
+import pytest
+import zarr
+
+from tomobench import __version__
+from tomobench.build import build, make_chunk
+from tomobench.errors import RecipeError, StoreError
+from tomobench.physics.resample import downsample
+from tomobench.store import open_library
+
+from conftest import make_recipe
+
+ARRAYS = ("images", "sinograms", "images_x2", "images_x4")
+
+
+def read_all(path):
+    """Every array of a library, read with plain h5py or zarr."""
+    if str(path).endswith(".zarr"):
+        group = zarr.open_group(str(path), mode="r")
+        return {f"{s}/{a}": group[f"{s}/{a}"][...] for s in ("train", "val", "test") for a in ARRAYS}
+    with h5py.File(path, "r") as file:
+        return {f"{s}/{a}": file[f"{s}/{a}"][...] for s in ("train", "val", "test") for a in ARRAYS}
+
+
+def test_library_reads_with_plain_h5py(tiny_library, tiny_recipe):
+    with h5py.File(tiny_library, "r") as file:
+        attrs = dict(file.attrs)
+        assert attrs["tomobench_format"] == 1
+        assert attrs["tomobench_version"] == __version__
+        assert attrs["task"] == "super-resolution"
+        assert attrs["recipe_sha256"] == tiny_recipe.sha256()
+        assert json.loads(attrs["recipe"])["name"] == "tiny-test"
+        assert bool(attrs["complete"])
+        assert "_build" not in file
+        np.testing.assert_allclose(file["angles"][...], np.arange(24) * np.pi / 24, rtol=1e-15)
+        assert file["angles"].dtype == np.float64
+        for split, count in (("train", 12), ("val", 5), ("test", 9)):
+            group = file[split]
+            assert group["images"].shape == (count, 32, 32)
+            assert group["sinograms"].shape == (count, 24, 32)
+            assert group["images_x2"].shape == (count, 16, 16)
+            assert group["images_x4"].shape == (count, 8, 8)
+            assert group["images"].chunks[0] == 4
+            for name in ARRAYS:
+                assert group[name].dtype == np.float32
+            images = group["images"][...]
+            assert images.min() >= 0 and images.max() <= 1 and images.max() > 0
+            np.testing.assert_array_equal(group["images_x2"][...], downsample(images, 2))
+
+
+def test_clean_sinograms_are_astras_projections(tmp_path):
+    path = build(make_recipe(noise=[]), tmp_path / "clean.h5")
+    with h5py.File(path, "r") as file:
+        images, sinograms = file["test/images"][...], file["test/sinograms"][...]
+        angles = file["angles"][...]
+    volume = astra.create_vol_geom(32, 32)
+    projector = astra.create_projector(
+        "linear", astra.create_proj_geom("parallel", 1.0, 32, angles), volume
+    )
+    for image, sinogram in zip(images, sinograms):
+        sino_id, reference = astra.create_sino(image, projector)
+        astra.data2d.delete(sino_id)
+        assert np.abs(sinogram - reference).max() <= 1e-5 * np.abs(reference).max()
+
+
+def test_noisy_sinograms_scatter_around_the_clean_ones(tiny_library, tmp_path):
+    clean = build(make_recipe(noise=[]), tmp_path / "clean.h5")
+    with h5py.File(clean, "r") as a, h5py.File(tiny_library, "r") as b:
+        assert np.array_equal(a["train/images"][...], b["train/images"][...])
+        difference = b["train/sinograms"][...] - a["train/sinograms"][...]
+    assert 0 < np.abs(difference).mean() < 0.5
+    assert abs(difference.mean()) < 0.05
+
+
+def test_bytes_do_not_depend_on_workers_chunking_or_format(tiny_library, tmp_path):
+    reference = read_all(tiny_library)
+    variants = [
+        build(make_recipe(), tmp_path / "a.zarr", chunk=5),
+        build(make_recipe(), tmp_path / "b.h5", chunk=3, workers=2),
+        build(make_recipe(), tmp_path / "c.zarr", chunk=7, workers=2),
+    ]
+    for path in variants:
+        arrays = read_all(path)
+        for key, values in reference.items():
+            assert arrays[key].dtype == values.dtype
+            assert arrays[key].tobytes() == values.tobytes(), (path, key)
+
+
+def test_sample_i_is_made_from_its_own_seed(tiny_library, tiny_recipe):
+    with h5py.File(tiny_library, "r") as file:
+        stored = file["test/sinograms"][5]
+    alone = make_chunk(tiny_recipe, "test", 5, 6, backend="matrix")["sinograms"][0]
+    assert np.array_equal(alone, stored)
+    other_split = make_chunk(tiny_recipe, "val", 5, 6, backend="matrix")["sinograms"][0]
+    assert not np.array_equal(other_split, stored)
+
+
+def test_zarr_library_reads_with_plain_zarr(tmp_path):
+    path = build(make_recipe(), tmp_path / "lib.zarr")
+    group = zarr.open_group(str(path), mode="r")
+    assert group.attrs["tomobench_format"] == 1 and group.attrs["complete"] is True
+    assert group["val/sinograms"].shape == (5, 24, 32)
+    assert group["val/sinograms"].chunks == (4, 24, 32)
+    assert "_build" not in group
+
+
+def test_splits_can_be_built_one_at_a_time(tiny_library, tmp_path):
+    path = tmp_path / "some.h5"
+    build(make_recipe(), path, splits=["test"])
+    with open_library(path) as library:
+        assert library.splits == ["test"] and library.complete
+    build(make_recipe(), path, splits=["val", "train"])
+    whole = read_all(tiny_library)
+    for key, values in read_all(path).items():
+        assert np.array_equal(values, whole[key])
+
+
+def test_a_complete_library_is_left_alone(tiny_library):
+    before = tiny_library.stat().st_mtime_ns
+    assert build(make_recipe(), tiny_library) == tiny_library
+    assert tiny_library.stat().st_mtime_ns == before
+
+
+def test_a_library_of_another_recipe_is_refused(tiny_library):
+    with pytest.raises(StoreError, match="holds a library of another recipe"):
+        build(make_recipe(seed=99), tiny_library)
+
+
+def test_unknown_split_and_bad_suffix(tmp_path):
+    with pytest.raises(RecipeError, match="split 'tst' is not in recipe"):
+        build(make_recipe(), tmp_path / "x.h5", splits=["tst"])
+    with pytest.raises(RecipeError, match=r"name the library \*.h5"):
+        build(make_recipe(), tmp_path / "x.tiff")
+    with pytest.raises(RecipeError, match="names a zarr library but --format is hdf5"):
+        build(make_recipe(), tmp_path / "x.zarr", format="hdf5")
+
+
+def test_unwritable_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="cannot create"):
+        build(make_recipe(), blocker / "lib.h5")
+    assert not (blocker / "lib.h5").exists()
+
+
+def test_existing_file_that_is_no_library(tmp_path):
+    path = tmp_path / "junk.h5"
+    path.write_bytes(b"this is not HDF5")
+    with pytest.raises(StoreError, match="not a readable hdf5 library"):
+        build(make_recipe(), path)
+
+
+def test_dask_scheduler_address(tmp_path, tiny_library):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        path = build(make_recipe(), tmp_path / "remote.zarr", scheduler=cluster.scheduler_address)
+    reference = read_all(tiny_library)
+    for key, values in read_all(path).items():
+        assert np.array_equal(values, reference[key])
+
+
+# -- interruption ---------------------------------------------------------------------------
+
+BIG = dict(
+    source={"size": 64, "max_shape_size": 20},
+    geometry={"angles": 64},
+    splits={"train": 0, "val": 0, "test": 2400},
+    output={"chunk": 40},
+)
+WORKER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from conftest import make_recipe
+    from tomobench.build import build
+    build(make_recipe(**{big!r}), {out!r})
+    """
+)
+
+
+def start_build(out):
+    code = WORKER.format(tests=os.path.dirname(__file__), big=BIG, out=str(out))
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
+def test_a_killed_build_resumes_to_the_same_library(tmp_path, suffix):
+    out = tmp_path / f"lib{suffix}"
+    partial = tmp_path / f"lib{suffix}.partial"
+    process = start_build(out)
+    deadline = time.monotonic() + 60
+    while not partial.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.6)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert partial.exists() and not out.exists(), "the kill must land mid-build"
+
+    with open_library(out) as library:  # finds the partial library
+        assert not library.complete
+        done, total = library.chunks_done("test")
+        assert total == 60 and done < total
+
+    build(make_recipe(**BIG), out)
+    assert out.exists() and not partial.exists()
+    reference = build(make_recipe(**BIG), tmp_path / f"whole{suffix}")
+    for name in ("images", "sinograms", "images_x2", "images_x4"):
+        with open_library(out) as a, open_library(reference) as b:
+            assert a.complete
+            assert np.array_equal(a[f"test/{name}"][...], b[f"test/{name}"][...]), name
+
+
+def test_too_little_disk_space_is_said_before_writing(tmp_path):
+    huge = make_recipe(source={"size": 2048, "max_shape_size": 100}, splits={"test": 10**6})
+    with pytest.raises(StoreError, match=r"not enough disk space for huge.h5: it needs \d"):
+        build(huge, tmp_path / "huge.h5")
+    assert list(tmp_path.iterdir()) == []

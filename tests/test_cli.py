@@ -1,0 +1,124 @@
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+
+import h5py
+import pytest
+from typer.testing import CliRunner
+
+from tomobench.cli import app
+
+from conftest import ROOT, TINY
+
+runner = CliRunner()
+
+
+def tomobench(*args, cwd=None, preexec_fn=None):
+    return subprocess.run(
+        [sys.executable, "-m", "tomobench.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        preexec_fn=preexec_fn,
+    )
+
+
+def write_recipe(path, **changes):
+    path.write_text(json.dumps({**TINY, **changes}))  # JSON is YAML
+    return path
+
+
+def assert_one_line_error(result, *words):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_build_then_info(tmp_path):
+    recipe = write_recipe(tmp_path / "tiny.yaml")
+    result = runner.invoke(app, ["build", str(recipe), "--out", str(tmp_path / "t.zarr")])
+    assert result.exit_code == 0, result.output
+    assert "built" in result.output
+    result = runner.invoke(app, ["info", str(tmp_path / "t.zarr")])
+    assert result.exit_code == 0
+    for words in ("tiny-test", "complete", "sinograms", "12 × 24 × 32", "images_x4", "3/3"):
+        assert words in result.output
+
+
+def test_build_a_published_recipe_by_name_with_splits(tmp_path):
+    result = tomobench("build", "tiny", "--splits", "test", "--out", tmp_path / "t.h5")
+    assert result.returncode == 0, result.stderr
+    with h5py.File(tmp_path / "t.h5", "r") as file:
+        assert set(file) == {"angles", "test"} and file["test/images"].shape == (10, 32, 32)
+
+
+def test_bad_recipe_is_one_line_and_exit_2(tmp_path):
+    recipe = write_recipe(tmp_path / "bad.yaml", geometry={"angles": 0, "colour": "red"})
+    result = tomobench("build", recipe, "--out", tmp_path / "x.h5")
+    assert_one_line_error(result, "geometry.angles", "geometry.colour: unknown field")
+    assert not list(tmp_path.glob("x.h5*"))
+
+
+def test_missing_library_and_recipe(tmp_path):
+    assert_one_line_error(tomobench("info", tmp_path / "none.h5"), "no library at")
+    assert_one_line_error(tomobench("build", tmp_path / "none.yaml"), "not found")
+
+
+def test_foreign_library_is_refused(tmp_path):
+    out = tmp_path / "lib.h5"
+    assert tomobench("build", write_recipe(tmp_path / "a.yaml"), "--out", out).returncode == 0
+    other = write_recipe(tmp_path / "b.yaml", seed=5)
+    assert_one_line_error(tomobench("build", other, "--out", out), "another recipe")
+
+
+def test_full_disk_is_one_line_and_nothing_complete(tmp_path):
+    """A file-size limit stands in for a full disk: every write past it fails. An HDF5
+    library takes its space when created, so the build fails before any chunk."""
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    recipe = write_recipe(tmp_path / "r.yaml")
+    result = tomobench("build", recipe, "--out", tmp_path / "lib.h5", preexec_fn=limit_file_size)
+    assert_one_line_error(result, "cannot write", "run the same build again to resume")
+    assert not (tmp_path / "lib.h5").exists()
+    result = tomobench("build", recipe, "--out", tmp_path / "lib.h5")  # space is back
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "lib.h5").exists()
+
+
+def test_recipe_schema_is_json_schema():
+    result = runner.invoke(app, ["recipe-schema"])
+    schema = json.loads(result.output)
+    assert schema["additionalProperties"] is False
+    assert {"name", "seed", "source", "splits"} <= set(schema["required"])
+    assert "geometry" in schema["properties"]
+
+
+def test_demo(tmp_path):
+    result = tomobench("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "tomobench-demo" in result.stdout and "complete" in result.stdout
+    with h5py.File(tmp_path / "tomobench-demo" / "demo.h5", "r") as file:
+        assert file["train/images"].shape == (400, 64, 64)
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = [line.strip() for line in readme.splitlines() if "pytest" in line]
+    assert commands, "README.md names no test command"
+    assert commands[0].strip("` ") in ci
+    assert os.access(ROOT / ".ci" / "run", os.X_OK)
+
+
+@pytest.mark.parametrize("args", [["build"], ["build", "x", "--workers", "0"]])
+def test_usage_errors_exit_2(args):
+    assert runner.invoke(app, args).exit_code == 2

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from tomobench.errors import PhysicsError
+from tomobench.physics.resample import downsample
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(1).random((3, 16, 24)).astype(np.float32)
+
+
+def test_factor_two_averages_two_by_two_blocks(images):
+    expected = images.reshape(3, 8, 2, 12, 2).mean(axis=(2, 4))
+    result = downsample(images, 2)
+    assert result.dtype == np.float32 and result.shape == (3, 8, 12)
+    np.testing.assert_allclose(result, expected, rtol=1e-6)
+
+
+def test_factor_four_samples_block_centres(images):
+    """Bilinear at the centre of a 4 × 4 block: the mean of its central 2 × 2 pixels."""
+    blocks = images.reshape(3, 4, 4, 6, 4)
+    expected = blocks[:, :, 1:3, :, 1:3].mean(axis=(2, 4))
+    np.testing.assert_allclose(downsample(images, 4), expected, rtol=1e-6)
+
+
+def test_single_image_and_channels(images):
+    np.testing.assert_array_equal(downsample(images[0], 2), downsample(images, 2)[0])
+    cube = np.stack([images, 2 * images], axis=-1)
+    result = downsample(cube, 2)
+    assert result.shape == (3, 8, 12, 2)
+    np.testing.assert_allclose(result[..., 1], 2 * downsample(images, 2), rtol=1e-6)
+
+
+def test_factor_must_divide(images):
+    with pytest.raises(PhysicsError, match="factor 5 must divide"):
+        downsample(images, 5)
