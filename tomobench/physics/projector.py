@@ -26,6 +26,7 @@ from tomobench.physics.geometry import ParallelGeometry
 
 BACKENDS = ("auto", "astra-cuda", "astra-cpu", "matrix")
 MODELS = ("line", "strip", "linear")
+FBP_FILTERS = ("ram-lak", "shepp-logan", "cosine", "hamming", "hann")
 MATRIX_BYTES_LIMIT = 2 * 1024**3
 """Largest projection matrix (float32 values + int32 indices) that ``auto`` will build."""
 _MATRIX_BATCH = 128  # images per sparse product: bounds the dense temporaries
@@ -99,6 +100,7 @@ class Projector:
             msg = f"backend 'astra-cuda' has only the linear model, not {model!r}"
             raise PhysicsError(msg)
         self._matrix: sparse.csr_matrix | None = None
+        self._matrix_t: sparse.csr_matrix | None = None
         self._projector_id: int | None = None
 
     def __repr__(self) -> str:
@@ -165,32 +167,12 @@ class Projector:
 
     def forward(self, images: np.ndarray) -> np.ndarray:
         """Sinograms of one image (H, W) → (A, D) or a batch (B, H, W) → (B, A, D)."""
-        images = np.asarray(images)
-        single = images.ndim == 2
-        batch = images[None] if single else images
-        if batch.ndim != 3 or batch.shape[1:] != self.geometry.image_shape:
-            msg = (
-                f"images must have shape (H, W) or (B, H, W) with H = W = {self.geometry.size}, "
-                f"got {images.shape}"
-            )
-            raise PhysicsError(msg)
-        batch = batch.astype(np.float32, copy=False)
+        batch, single = self._as_batch(images, self.geometry.image_shape, "images")
         if self.backend == "matrix":
-            sinograms = self._forward_matrix(batch)
+            sinograms = _batched_product(self.matrix, batch, self.geometry.sinogram_shape)
         else:
             sinograms = np.stack([self._forward_astra(image) for image in batch])
         return sinograms[0] if single else sinograms
-
-    def _forward_matrix(self, batch: np.ndarray) -> np.ndarray:
-        matrix = self.matrix
-        out = np.empty((len(batch), *self.geometry.sinogram_shape), dtype=np.float32)
-        for start in range(0, len(batch), _MATRIX_BATCH):
-            part = batch[start : start + _MATRIX_BATCH]
-            columns = np.ascontiguousarray(part.reshape(len(part), -1).T)
-            out[start : start + len(part)] = (matrix @ columns).T.reshape(
-                len(part), *self.geometry.sinogram_shape
-            )
-        return out
 
     def _forward_astra(self, image: np.ndarray) -> np.ndarray:
         astra = _astra()
@@ -202,6 +184,87 @@ class Projector:
         if n > 1:
             sinogram = sinogram.reshape(self.geometry.angles, self.geometry.detector, n).mean(-1)
         return sinogram.astype(np.float32, copy=False)
+
+
+    def backward(self, sinograms: np.ndarray) -> np.ndarray:
+        """Backprojection (the transpose of ``forward``): (A, D) → (H, W) or (B, A, D) →
+        (B, H, W), float32."""
+        sinograms, single = self._as_batch(sinograms, self.geometry.sinogram_shape, "sinograms")
+        if self.backend == "matrix":
+            if self._matrix_t is None:
+                self._matrix_t = self.matrix.T.tocsr()
+            images = _batched_product(self._matrix_t, sinograms, self.geometry.image_shape)
+        else:
+            self._require_plain_grid("backprojection")
+            astra = _astra()
+            images = np.empty((len(sinograms), *self.geometry.image_shape), dtype=np.float32)
+            for index, sinogram in enumerate(sinograms):
+                volume_id, images[index] = astra.create_backprojection(
+                    sinogram, self._astra_projector()
+                )
+                astra.data2d.delete(volume_id)
+        return images[0] if single else images
+
+    def fbp(self, sinograms: np.ndarray, *, filter: str = "ram-lak") -> np.ndarray:
+        """Filtered backprojection by ASTRA (``FBP`` on the CPU, ``FBP_CUDA`` on a GPU),
+        one sinogram at a time: (A, D) → (H, W) or (B, A, D) → (B, H, W), float32."""
+        if filter not in FBP_FILTERS:
+            msg = f"unknown FBP filter {filter!r} (allowed: {', '.join(FBP_FILTERS)})"
+            raise PhysicsError(msg)
+        self._require_plain_grid("FBP")
+        sinograms, single = self._as_batch(sinograms, self.geometry.sinogram_shape, "sinograms")
+        astra = _astra()
+        volume, projection = self._fine_geometries()
+        sinogram_id = astra.data2d.create("-sino", projection)
+        volume_id = astra.data2d.create("-vol", volume)
+        gpu = self.backend == "astra-cuda"
+        config = astra.astra_dict("FBP_CUDA" if gpu else "FBP")
+        config["ProjectionDataId"] = sinogram_id
+        config["ReconstructionDataId"] = volume_id
+        config["option"] = {"FilterType": filter}
+        if gpu:
+            config["ProjectorId"] = self._astra_projector()
+        else:
+            cpu_id = astra.create_projector(self.model, projection, volume)
+            config["ProjectorId"] = cpu_id
+        algorithm_id = astra.algorithm.create(config)
+        images = np.empty((len(sinograms), *self.geometry.image_shape), dtype=np.float32)
+        try:
+            for index, sinogram in enumerate(sinograms):
+                astra.data2d.store(sinogram_id, sinogram)
+                astra.algorithm.run(algorithm_id)
+                images[index] = astra.data2d.get_shared(volume_id)
+        finally:
+            astra.algorithm.delete(algorithm_id)
+            astra.data2d.delete([sinogram_id, volume_id])
+            if not gpu:
+                astra.projector.delete(cpu_id)
+        return images[0] if single else images
+
+    def _require_plain_grid(self, what: str) -> None:
+        if self.geometry.oversample != 1:
+            msg = f"{what} works on the image grid: use a geometry with oversample=1"
+            raise PhysicsError(msg)
+
+    @staticmethod
+    def _as_batch(array: np.ndarray, shape: tuple[int, int], what: str):
+        array = np.asarray(array)
+        single = array.ndim == 2
+        batch = array[None] if single else array
+        if batch.ndim != 3 or batch.shape[1:] != shape:
+            msg = f"{what} must have shape {shape} or (B, *{shape}), got {array.shape}"
+            raise PhysicsError(msg)
+        return batch.astype(np.float32, copy=False), single
+
+
+def _batched_product(matrix: sparse.csr_matrix, batch: np.ndarray, shape) -> np.ndarray:
+    """``matrix`` applied to each item of ``batch`` (flattened), in blocks of columns."""
+    out = np.empty((len(batch), *shape), dtype=np.float32)
+    for start in range(0, len(batch), _MATRIX_BATCH):
+        part = batch[start : start + _MATRIX_BATCH]
+        columns = np.ascontiguousarray(part.reshape(len(part), -1).T)
+        out[start : start + len(part)] = (matrix @ columns).T.reshape(len(part), *shape)
+    return out
 
 
 def _replication(size: int, factor: int) -> sparse.csr_matrix:
