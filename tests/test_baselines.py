@@ -121,5 +121,6 @@ def test_bad_options(sinograms, tiny_library):
         baselines.fbp(sinograms, GEOMETRY, filter="ramp")
     with pytest.raises(RecipeError, match="iterations must be a positive integer"):
         baselines.sirt(sinograms, GEOMETRY, iterations=0)
-    with open_library(tiny_library) as library, pytest.raises(RecipeError, match="unknown baseline"):
-        baselines.run("art", library)
+    with open_library(tiny_library) as library:
+        with pytest.raises(RecipeError, match="unknown baseline"):
+            baselines.run("art", library)

@@ -25,11 +25,12 @@ ARRAYS = ("images", "sinograms", "images_x2", "images_x4")
 
 def read_all(path):
     """Every array of a library, read with plain h5py or zarr."""
+    keys = [f"{split}/{name}" for split in ("train", "val", "test") for name in ARRAYS]
     if str(path).endswith(".zarr"):
         group = zarr.open_group(str(path), mode="r")
-        return {f"{s}/{a}": group[f"{s}/{a}"][...] for s in ("train", "val", "test") for a in ARRAYS}
+        return {key: group[key][...] for key in keys}
     with h5py.File(path, "r") as file:
-        return {f"{s}/{a}": file[f"{s}/{a}"][...] for s in ("train", "val", "test") for a in ARRAYS}
+        return {key: file[key][...] for key in keys}
 
 
 def test_library_reads_with_plain_h5py(tiny_library, tiny_recipe):

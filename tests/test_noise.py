@@ -8,7 +8,9 @@ def rng(seed=0):
     return np.random.default_rng(seed)
 
 
-@pytest.mark.parametrize(("photons", "attenuation", "line_integral"), [(1e4, 0.05, 20.0), (50, 1.0, 0.7)])
+@pytest.mark.parametrize(
+    ("photons", "attenuation", "line_integral"), [(1e4, 0.05, 20.0), (50, 1.0, 0.7)]
+)
 def test_poisson_counts_have_poisson_statistics(photons, attenuation, line_integral):
     clean = np.full((400, 500), line_integral, dtype=np.float32)
     noisy = noise.poisson(clean, photons=photons, attenuation=attenuation, rng=rng())

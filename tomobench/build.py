@@ -60,7 +60,8 @@ def draw_images(recipe: Recipe, rngs: list[np.random.Generator]) -> np.ndarray:
 
 def project(recipe: Recipe, images: np.ndarray, *, backend: str) -> np.ndarray:
     """Clean sinograms (n, A, D) float32 of a batch of ground-truth images."""
-    projector = get_projector(from_recipe(recipe), model=recipe.geometry.projector, backend=backend)
+    geometry = from_recipe(recipe)
+    projector = get_projector(geometry, model=recipe.geometry.projector, backend=backend)
     return projector.forward(images)
 
 

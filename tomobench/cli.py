@@ -7,7 +7,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -45,18 +44,18 @@ def _user_errors(command):
 @_user_errors
 def build(
     recipe: str = typer.Argument(..., help="recipe YAML file, or the name of a published one"),
-    out_path: Optional[Path] = typer.Option(
+    out_path: Path | None = typer.Option(
         None, "--out", help="library path (*.h5 or *.zarr); default: NAME.h5 in this folder"
     ),
-    format: Optional[str] = typer.Option(None, "--format", help="hdf5 or zarr"),
+    format: str | None = typer.Option(None, "--format", help="hdf5 or zarr"),
     workers: int = typer.Option(1, "--workers", min=1, help="local worker processes"),
-    scheduler: Optional[str] = typer.Option(
+    scheduler: str | None = typer.Option(
         None, "--scheduler", help="address of a dask.distributed scheduler (tcp://host:port)"
     ),
-    splits: Optional[str] = typer.Option(
+    splits: str | None = typer.Option(
         None, "--splits", help="comma-separated splits to build (default: all)"
     ),
-    chunk: Optional[int] = typer.Option(None, "--chunk", min=1, help="samples per chunk"),
+    chunk: int | None = typer.Option(None, "--chunk", min=1, help="samples per chunk"),
 ) -> None:
     """Build (or resume) the library a recipe describes."""
     from tomobench.build import build as run_build

@@ -16,7 +16,9 @@ Conventions shared by every metric here:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,9 +107,17 @@ def _blockwise(
     """Apply ``score`` to blocks of whole images; return its ``(N,)`` or ``(N, C)`` results."""
     step = max(1, _BLOCK_PIXELS // int(np.prod(x.shape[1:])))
     scores = np.empty(x.shape[:1] + x.shape[3:])
-    for start in range(0, x.shape[0], step):
+
+    def one_block(start: int) -> None:
         stop = start + step
         scores[start:stop] = score(x[start:stop], y[start:stop])
+
+    starts = range(0, x.shape[0], step)
+    if len(starts) == 1:
+        one_block(0)
+    else:  # numpy and scipy.ndimage release the GIL: blocks run on every core
+        with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+            list(pool.map(one_block, starts))
     return scores
 
 

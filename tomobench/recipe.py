@@ -226,7 +226,10 @@ def load_recipe(path_or_name: str | Path) -> Recipe:
             path = published[str(path_or_name)]
         else:
             names = ", ".join(published) or "none"
-            msg = f"recipe {str(path_or_name)!r} not found: no such file, nor a published recipe ({names})"
+            msg = (
+                f"recipe {str(path_or_name)!r} not found: "
+                f"no such file, nor a published recipe ({names})"
+            )
             raise RecipeError(msg)
     try:
         data = yaml.safe_load(path.read_text())

@@ -50,7 +50,7 @@ def cuda_available() -> bool:
     astra = _astra()
     try:
         return bool(astra.use_cuda())
-    except Exception:  # noqa: BLE001 - any failure to reach a GPU means "no GPU"
+    except Exception:
         return False
 
 
@@ -110,7 +110,7 @@ class Projector:
         if getattr(self, "_projector_id", None) is not None:
             try:
                 _astra().projector.delete(self._projector_id)
-            except Exception:  # noqa: BLE001 - interpreter shutdown
+            except Exception:
                 pass
 
     # -- ASTRA objects ----------------------------------------------------------------
