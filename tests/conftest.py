@@ -54,3 +54,12 @@ def tiny_library(tmp_path_factory) -> Path:
     from tomobench.build import build
 
     return build(make_recipe(), tmp_path_factory.mktemp("lib") / "tiny.h5")
+
+
+@pytest.fixture(scope="session")
+def tiny_truth(tiny_library):
+    """The ground truth of the tiny library's test split, read with plain h5py."""
+    import h5py
+
+    with h5py.File(tiny_library, "r") as file:
+        return file["test/images"][...]

@@ -106,8 +106,12 @@ def test_demo(tmp_path):
     result = tomobench("demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "tomobench-demo" in result.stdout and "complete" in result.stdout
-    with h5py.File(tmp_path / "tomobench-demo" / "demo.h5", "r") as file:
+    assert "FBP baseline" in result.stdout
+    folder = tmp_path / "tomobench-demo"
+    with h5py.File(folder / "demo.h5", "r") as file:
         assert file["train/images"].shape == (400, 64, 64)
+    assert json.loads((folder / "fbp-hann.json").read_text())["n"] == 50
+    assert (folder / "demo.png").stat().st_size > 10_000
 
 
 def test_readme_test_command_is_what_ci_runs():
@@ -122,3 +126,58 @@ def test_readme_test_command_is_what_ci_runs():
 @pytest.mark.parametrize("args", [["build"], ["build", "x", "--workers", "0"]])
 def test_usage_errors_exit_2(args):
     assert runner.invoke(app, args).exit_code == 2
+
+
+def test_baseline_score_and_leaderboard(tmp_path, tiny_library):
+    submission = tmp_path / "sirt.h5"
+    result = runner.invoke(
+        app, ["baseline", "sirt", str(tiny_library), "--out", str(submission),
+              "--iterations", "20", "--nonnegative"]
+    )
+    assert result.exit_code == 0, result.output
+    with h5py.File(submission, "r") as file:
+        assert file["reconstructions"].shape == (9, 32, 32)
+        assert file["reconstructions"][...].min() >= 0
+    board = tmp_path / "board"
+    report = tmp_path / "report.json"
+    result = runner.invoke(
+        app, ["score", str(submission), str(tiny_library), "--json", str(report),
+              "--leaderboard", str(board), "--method", "SIRT 20", "--who", "tests",
+              "--reproduce", "tomobench baseline sirt tiny.h5 --out sirt.h5 --iterations 20"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "FBP baseline" in result.output and "psnr" in result.output
+    assert json.loads(report.read_text())["n"] == 9
+    entries = list((board / "entries").glob("*.json"))
+    assert len(entries) == 1
+    entry = json.loads(entries[0].read_text())
+    assert entry["method"] == "SIRT 20" and entry["reproduce"][0].startswith("tomobench baseline")
+    assert entry["reproduce"][-1].startswith("tomobench score")
+    assert "SIRT 20" in (board / "README.md").read_text()
+    (board / "README.md").unlink()
+    assert runner.invoke(app, ["leaderboard", str(board)]).exit_code == 0
+    assert "SIRT 20" in (board / "README.md").read_text()
+
+
+def test_a_bad_submission_is_one_line_and_no_entry(tmp_path, tiny_library):
+    import numpy as np
+
+    bad = tmp_path / "bad.npy"
+    values = np.zeros((9, 32, 32), dtype=np.float32)
+    values[3, 4, 5] = np.nan
+    np.save(bad, values)
+    result = tomobench("score", bad, tiny_library, "--leaderboard", tmp_path / "board",
+                       "--method", "x")
+    assert_one_line_error(result, "bad.npy", "NaN")
+    assert not (tmp_path / "board").exists()
+    result = tomobench("baseline", "fbp", tiny_library, "--out", tmp_path / "f.npy",
+                       "--filter", "ramp")
+    assert_one_line_error(result, "unknown FBP filter 'ramp'")
+
+
+def test_show_writes_a_figure(tmp_path, tiny_library):
+    figure = tmp_path / "fig.png"
+    result = runner.invoke(app, ["show", str(tiny_library), "--out", str(figure),
+                                 "--samples", "2"])
+    assert result.exit_code == 0, result.output
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -123,6 +124,114 @@ def _size(nbytes: int) -> str:
     return ""
 
 
+@app.command()
+@_user_errors
+def baseline(
+    method: str = typer.Argument(..., help="fbp, sirt or cgls"),
+    library: Path = typer.Argument(..., help="library (*.h5 or *.zarr)"),
+    out_path: Path = typer.Option(..., "--out", help="submission to write (.npy, .h5, .zarr)"),
+    split: str = typer.Option("test", "--split"),
+    filter: str = typer.Option("ram-lak", "--filter", help="FBP filter"),
+    iterations: int | None = typer.Option(
+        None, "--iterations", min=1, help="SIRT (default 100) or CGLS (default 30) iterations"
+    ),
+    nonnegative: bool = typer.Option(False, "--nonnegative", help="clip negative values"),
+    mask: bool = typer.Option(False, "--mask", help="restrict to the inscribed circle"),
+) -> None:
+    """Reconstruct a split with a classical method and write it as a submission."""
+    from tomobench import baselines
+    from tomobench.errors import RecipeError
+    from tomobench.score import write_submission
+    from tomobench.store import open_library
+
+    options = {"nonnegative": nonnegative, "mask": mask}
+    if method == "fbp":
+        if iterations is not None:
+            msg = "--iterations applies to sirt and cgls, not fbp"
+            raise RecipeError(msg)
+        options["filter"] = filter
+    elif iterations is not None:
+        options["iterations"] = iterations
+    started = time.perf_counter()
+    with open_library(library) as lib:
+        reconstructions = baselines.run(method, lib, split=split, **options)
+    path = write_submission(out_path, reconstructions)
+    seconds = time.perf_counter() - started
+    out.print(f"wrote {path}: {method} of {len(reconstructions)} samples in {seconds:.1f} s")
+
+
+@app.command()
+@_user_errors
+def score(
+    submission: Path = typer.Argument(..., help="reconstructions (.npy, .h5, .zarr)"),
+    library: Path = typer.Argument(..., help="library (*.h5 or *.zarr)"),
+    split: str = typer.Option("test", "--split"),
+    json_path: Path | None = typer.Option(None, "--json", help="write the report as JSON"),
+    csv_path: Path | None = typer.Option(None, "--csv", help="write per-sample scores"),
+    leaderboard: Path | None = typer.Option(
+        None, "--leaderboard", help="leaderboard folder to add an entry to"
+    ),
+    method: str | None = typer.Option(None, "--method", help="method name for the entry"),
+    who: str = typer.Option("anonymous", "--who", help="who made the submission"),
+    reproduce: list[str] = typer.Option(
+        [], "--reproduce", help="a command that made the submission (repeat, in order)"
+    ),
+) -> None:
+    """Score a submission against a split's ground truth, beside FBP."""
+    from tomobench.errors import SubmissionError
+    from tomobench.leaderboard import add_to_leaderboard
+    from tomobench.score import score as run_score
+
+    if leaderboard is not None and not method:
+        msg = "--leaderboard needs --method NAME"
+        raise SubmissionError(msg)
+    report = run_score(submission, library, split=split, leaderboard=leaderboard)
+    out.print(
+        f"{report.library} ({report.recipe_sha256[:12]}), split {report.split}, "
+        f"n = {report.n}: {submission}"
+    )
+    out.print(report.table())
+    if json_path is not None:
+        out.print(f"report: {report.write_json(json_path)}")
+    if csv_path is not None:
+        out.print(f"per-sample scores: {report.write_csv(csv_path)}")
+    if leaderboard is not None:
+        scoring = ["tomobench", "score", str(submission), str(library), "--split", split]
+        commands = [*reproduce, shlex.join(scoring)]
+        entry = add_to_leaderboard(
+            report, leaderboard, method=method, who=who, reproduce=commands
+        )
+        out.print(f"leaderboard entry: {entry}")
+
+
+@app.command("leaderboard")
+@_user_errors
+def leaderboard_command(
+    directory: Path = typer.Argument(Path("leaderboard"), help="leaderboard folder"),
+) -> None:
+    """Render DIR/README.md from the entries in DIR/entries/."""
+    from tomobench.leaderboard import load_entries, write_readme
+
+    path = write_readme(directory)
+    out.print(f"wrote {path} ({len(load_entries(directory))} entries)")
+
+
+@app.command()
+@_user_errors
+def show(
+    library: Path = typer.Argument(..., help="library (*.h5 or *.zarr)"),
+    submissions: list[Path] = typer.Argument(None, help="submissions to show beside FBP"),
+    out_path: Path = typer.Option(..., "--out", help="figure to write (.png)"),
+    split: str = typer.Option("test", "--split"),
+    samples: int = typer.Option(4, "--samples", min=1, help="how many samples"),
+) -> None:
+    """Draw ground truth | FBP | each submission for a few samples, with their scores."""
+    from tomobench.show import show as draw
+
+    path = draw(library, submissions or [], split=split, samples=samples, out=out_path)
+    out.print(f"wrote {path}")
+
+
 @app.command("recipe-schema")
 def recipe_schema() -> None:
     """Print the JSON schema of recipes (for editors that validate YAML)."""
@@ -136,9 +245,13 @@ def recipe_schema() -> None:
 def demo(
     folder: Path = typer.Option(Path("tomobench-demo"), "--folder", help="where to write"),
 ) -> None:
-    """The quick start: build the small demo library and describe it."""
+    """The quick start: build the demo library, score FBP on it, draw a figure."""
+    from tomobench import baselines
     from tomobench.build import build as run_build
     from tomobench.recipe import published_recipes
+    from tomobench.score import score as run_score
+    from tomobench.score import write_submission
+    from tomobench.show import show as draw
     from tomobench.store import open_library
 
     started = time.perf_counter()
@@ -146,6 +259,15 @@ def demo(
     out.print(f"built {path} in {time.perf_counter() - started:.1f} s\n")
     with open_library(path) as lib:
         _print_info(lib)
+        submission = write_submission(
+            folder / "fbp-hann.npy", baselines.run("fbp", lib, filter="hann")
+        )
+    report = run_score(submission, path)
+    out.print(f"\nFBP (hann filter) scored beside FBP (ram-lak), test split, n = {report.n}:")
+    out.print(report.table())
+    report.write_json(folder / "fbp-hann.json")
+    figure = draw(path, [submission], samples=4, out=folder / "demo.png")
+    out.print(f"\nreport {folder / 'fbp-hann.json'}, figure {figure}")
 
 
 def main() -> None:

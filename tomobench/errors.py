@@ -15,3 +15,12 @@ class StoreError(TomobenchError, OSError):
 
 class PhysicsError(TomobenchError, ValueError):
     """A geometry or projector cannot be built as asked."""
+
+
+class SubmissionError(TomobenchError, ValueError):
+    """A submission cannot be scored or shown: a missing or unreadable file, a wrong shape,
+    dtype or non-finite values, an unknown split, an incomplete library."""
+
+
+class LeaderboardError(TomobenchError, ValueError):
+    """A leaderboard entry is malformed, or contradicts another entry."""

@@ -28,12 +28,12 @@ __all__ = ["METRICS", "Metric", "psnr", "ssim"]
 
 # Wang et al. 2004 SSIM, as skimage's structural_similarity with
 # gaussian_weights=True, sigma=1.5, use_sample_covariance=False.
-_SSIM_SIGMA = 1.5
-_SSIM_TRUNCATE = 3.5  # 3.5 sigma -> radius 5 -> the 11-tap window of the paper
-_SSIM_K1 = 0.01
-_SSIM_K2 = 0.03
-_SSIM_RADIUS = int(_SSIM_TRUNCATE * _SSIM_SIGMA + 0.5)  # radius as scipy.ndimage computes it
-_SSIM_WIN = 2 * _SSIM_RADIUS + 1
+SSIM_SIGMA = 1.5
+SSIM_TRUNCATE = 3.5  # 3.5 sigma -> radius 5 -> the 11-tap window of the paper
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)  # radius as scipy.ndimage computes it
+SSIM_WIN = 2 * SSIM_RADIUS + 1
 # Both metrics work on blocks of whole images of about this many pixels (512 KiB per
 # float64 temporary), so the temporaries stay in cache. Whole-stack arrays were
 # measured slower than skimage's per-image loop: memory-bound and page-faulting.
@@ -222,8 +222,8 @@ def ssim(
     data_range = _check_data_range(data_range)
     x, y, single = _prepare(reference, test)
     height, width = x.shape[1:3]
-    if height < _SSIM_WIN or width < _SSIM_WIN:
-        msg = f"ssim needs images of at least {_SSIM_WIN}x{_SSIM_WIN} pixels, got {height}x{width}"
+    if height < SSIM_WIN or width < SSIM_WIN:
+        msg = f"ssim needs images of at least {SSIM_WIN}x{SSIM_WIN} pixels, got {height}x{width}"
         raise ValueError(msg)
 
     scores = _blockwise(lambda bx, by: _ssim_block(bx, by, data_range), x, y)
@@ -233,10 +233,10 @@ def ssim(
 def _ssim_block(x: np.ndarray, y: np.ndarray, data_range: float) -> np.ndarray:
     """Mean SSIM of each image of a float64 block ``(n, H, W)`` or ``(n, H, W, C)``."""
     # Smooth along H and W only: never across images or channels.
-    sigma = (0.0, _SSIM_SIGMA, _SSIM_SIGMA) + (0.0,) * (x.ndim - 3)
+    sigma = (0.0, SSIM_SIGMA, SSIM_SIGMA) + (0.0,) * (x.ndim - 3)
 
     def smooth(image: np.ndarray) -> np.ndarray:
-        return gaussian_filter(image, sigma, mode="reflect", truncate=_SSIM_TRUNCATE)
+        return gaussian_filter(image, sigma, mode="reflect", truncate=SSIM_TRUNCATE)
 
     ux = smooth(x)
     uy = smooth(y)
@@ -247,11 +247,11 @@ def _ssim_block(x: np.ndarray, y: np.ndarray, data_range: float) -> np.ndarray:
     var_sum = smooth(x * x + y * y) - mean_sq  # vx + vy, population variances
     cov = smooth(x * y) - mean_xy  # vxy, population covariance
 
-    c1 = (_SSIM_K1 * data_range) ** 2
-    c2 = (_SSIM_K2 * data_range) ** 2
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
     ssim_map = ((2 * mean_xy + c1) * (2 * cov + c2)) / ((mean_sq + c1) * (var_sum + c2))
 
-    r = _SSIM_RADIUS
+    r = SSIM_RADIUS
     return ssim_map[:, r:-r, r:-r].mean(axis=(1, 2))  # (n,) or (n, C)
 
 

@@ -1,0 +1,384 @@
+"""The leaderboard: one JSON entry per scored method, rendered as a markdown table.
+
+A leaderboard is a folder ``DIR`` holding ``entries/*.json`` (one :class:`Entry` each, named
+``{library}--{split}--{method}.json``) and ``README.md``, rendered from the entries by
+:func:`render`: one table per (library, recipe, split), each metric's mean ± std, sorted by
+the first metric in its direction. The README is a pure function of the entries, so the
+same entries always give the same bytes and :func:`check_readme` can tell a stale one.
+
+A library name means one recipe: an entry that claims another ``recipe_sha256`` for a
+library name already on the leaderboard is refused.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
+
+from tomobench.errors import LeaderboardError
+from tomobench.metrics import METRICS
+from tomobench.recipe import SPLITS
+from tomobench.score import STATISTICS, Report, _write_text, format_value, summarise
+
+__all__ = [
+    "Entry",
+    "MetricSummary",
+    "add_to_leaderboard",
+    "check_readme",
+    "check_recipe",
+    "entry_from_report",
+    "entry_path",
+    "load_entries",
+    "render",
+    "write_entry",
+    "write_readme",
+]
+
+ENTRIES = "entries"
+README = "README.md"
+
+
+# -- entries --------------------------------------------------------------------------------
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class MetricSummary(BaseModel):
+    """Statistics of one metric over a split's samples. ``None``: undefined (the std of
+    values including an infinity); infinities are written ``"inf"`` in JSON."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mean: float | None
+    std: float | None
+    median: float | None
+    min: float | None
+    max: float | None
+    higher_is_better: bool
+    unit: str = ""
+
+    @field_validator(*STATISTICS)
+    @classmethod
+    def _nan_is_undefined(cls, value: float | None) -> float | None:
+        return None if value is not None and math.isnan(value) else value
+
+    @field_serializer(*STATISTICS, when_used="json")
+    def _infinity_as_text(self, value: float | None):
+        if value is not None and math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+
+
+class Entry(BaseModel):
+    """One method's scores on one split of one library, and how to reproduce them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Text
+    who: Text
+    date: Annotated[datetime.date, Strict()]
+    library: Text
+    recipe_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    split: str
+    n: int = Field(gt=0)
+    metrics: dict[str, MetricSummary] = Field(min_length=1)
+    tomobench_version: Text
+    reproduce: list[Text] = Field(min_length=1)
+
+    @field_validator("split")
+    @classmethod
+    def _known_split(cls, value: str) -> str:
+        if value not in SPLITS:
+            msg = f"split must be one of {', '.join(SPLITS)}, got {value!r}"
+            raise ValueError(msg)
+        return value
+
+
+def entry_from_report(
+    report: Report,
+    *,
+    method: str,
+    who: str,
+    reproduce: list[str],
+    date: datetime.date | str | None = None,
+) -> Entry:
+    """The leaderboard entry of a score report (``date``, a date or ISO text such as
+    ``"2024-05-01"``, defaults to today)."""
+    if isinstance(date, str):
+        try:
+            date = datetime.date.fromisoformat(date)
+        except ValueError:
+            msg = f"date must be an ISO date such as 2024-05-01, got {date!r}"
+            raise LeaderboardError(msg) from None
+    metrics = {
+        name: MetricSummary(
+            **summarise(values),
+            higher_is_better=report.higher_is_better[name],
+            unit=report.units[name],
+        )
+        for name, values in report.scores.items()
+    }
+    data = {
+        "method": method,
+        "who": who,
+        "date": date or datetime.date.today(),
+        "library": report.library,
+        "recipe_sha256": report.recipe_sha256,
+        "split": report.split,
+        "n": report.n,
+        "metrics": metrics,
+        "tomobench_version": report.tomobench_version,
+        "reproduce": list(reproduce),
+    }
+    try:
+        return Entry.model_validate(data)
+    except ValidationError as error:
+        msg = f"cannot make a leaderboard entry: {_first_error(error)}"
+        raise LeaderboardError(msg) from None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.") or "unnamed"
+
+
+def entry_path(directory: str | Path, entry: Entry) -> Path:
+    """Where ``entry`` is stored: ``DIR/entries/{library}--{split}--{method}.json``, slugged."""
+    name = f"{_slug(entry.library)}--{entry.split}--{_slug(entry.method)}.json"
+    return Path(directory) / ENTRIES / name
+
+
+def _entry_text(entry: Entry) -> str:
+    return json.dumps(entry.model_dump(mode="json"), indent=2, allow_nan=False) + "\n"
+
+
+def write_entry(directory: str | Path, entry: Entry, *, overwrite: bool = False) -> Path:
+    """Write ``entry`` into ``DIR/entries/`` (atomically) and return its path.
+
+    An existing file holding a different entry (another score, another person, or another
+    method whose name slugs the same) is replaced only with ``overwrite=True``.
+    """
+    path = entry_path(directory, entry)
+    if path.exists() and not overwrite:
+        existing = _read_entry(path)
+        if existing == entry:
+            return path
+        msg = (
+            f"{path} already holds an entry for {existing.method!r} on {existing.library} "
+            f"split {existing.split} (by {existing.who}, {existing.date}); "
+            "pass overwrite=True (--overwrite) to replace it"
+        )
+        raise LeaderboardError(msg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_text(path, _entry_text(entry))
+    return path
+
+
+def _read_entry(path: Path) -> Entry:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        msg = f"{path}: cannot read the entry ({getattr(error, 'strerror', None) or error})"
+        raise LeaderboardError(msg) from None
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as error:
+        msg = f"{path}: not valid JSON (line {error.lineno} column {error.colno}: {error.msg})"
+        raise LeaderboardError(msg) from None
+    try:
+        return Entry.model_validate_json(text)
+    except ValidationError as error:
+        msg = f"{path}: {_first_error(error)}"
+        raise LeaderboardError(msg) from None
+
+
+def _first_error(error: ValidationError) -> str:
+    """One line for a pydantic error: the field path and what is wrong with it."""
+    problems = error.errors()
+    first = problems[0]
+    where = ".".join(str(part) for part in first["loc"]) or "entry"
+    if first["type"] == "extra_forbidden":
+        text = f"unknown field {where!r}"
+    elif first["type"] == "missing":
+        text = f"missing field {where!r}"
+    else:
+        text = f"field {where!r}: {first['msg']} (got {first.get('input')!r})"
+    more = len(problems) - 1
+    return text + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def _load(directory: Path) -> list[tuple[Path, Entry]]:
+    if not directory.is_dir():
+        msg = f"no leaderboard folder at {directory}"
+        raise LeaderboardError(msg)
+    return [(path, _read_entry(path)) for path in sorted((directory / ENTRIES).glob("*.json"))]
+
+
+def load_entries(directory: str | Path) -> list[Entry]:
+    """Every entry of the leaderboard at ``directory``, in file-name order.
+
+    A malformed entry file raises :class:`LeaderboardError` naming the file and the field.
+    """
+    return [entry for _, entry in _load(Path(directory))]
+
+
+def check_recipe(directory: str | Path, library: str, recipe_sha256: str) -> None:
+    """Refuse (:class:`LeaderboardError`) if an entry of the leaderboard claims another
+    recipe for the library name ``library``. A folder that does not exist yet has none."""
+    directory = Path(directory)
+    if not directory.exists():
+        return
+    for path, entry in _load(directory):
+        if entry.library == library and entry.recipe_sha256 != recipe_sha256:
+            msg = (
+                f"{path} says library {library} is recipe {entry.recipe_sha256[:12]}…, but this "
+                f"library's recipe is {recipe_sha256[:12]}…; one library name must mean one "
+                "recipe (rename the recipe or use another leaderboard)"
+            )
+            raise LeaderboardError(msg)
+
+
+# -- the rendered table ---------------------------------------------------------------------
+
+
+def render(directory: str | Path) -> str:
+    """The markdown of ``DIR/README.md``: one table per (library, recipe, split).
+
+    Rows are entries sorted by the first metric's mean in its direction (best first; ties
+    by method, who and date); columns are the rank, the method (linked to its entry), each
+    metric's mean ± std, who and date. Same entries, same bytes.
+    """
+    directory = Path(directory)
+    entries = _load(directory)
+    lines = [
+        "# tomobench leaderboard",
+        "",
+        f"Rendered from `{ENTRIES}/*.json` by `tomobench leaderboard`; do not edit by hand.",
+        "Each cell is the mean ± std (population) of a metric over the split's samples, "
+        "scored with data_range 1 and SSIM as in Wang et al. 2004 (see DESIGN.md, "
+        '"Scoring conventions"). ↑: higher is better; ↓: lower is better.',
+        "",
+    ]
+    if not entries:
+        lines += ["No entries yet.", ""]
+    groups: dict[tuple, list[tuple[Path, Entry]]] = {}
+    for path, entry in entries:
+        groups.setdefault((entry.library, entry.recipe_sha256, entry.split), []).append(
+            (path, entry)
+        )
+    order = {name: index for index, name in enumerate(SPLITS)}
+    for key in sorted(groups, key=lambda k: (k[0], order[k[2]], k[1])):
+        lines += _render_group(directory, key, groups[key])
+    return "\n".join(lines)
+
+
+def _render_group(directory: Path, key: tuple, rows: list[tuple[Path, Entry]]) -> list[str]:
+    library, sha256, split = key
+    names = {name for _, entry in rows for name in entry.metrics}
+    metrics = [name for name in METRICS if name in names] + sorted(names - set(METRICS))
+    info = {}
+    for name in metrics:
+        info[name] = next(e.metrics[name] for _, e in rows if name in e.metrics)
+    first = metrics[0]
+    rows = sorted(rows, key=lambda row: _rank_key(row[1], first, info[first].higher_is_better))
+    counts = ", ".join(str(n) for n in sorted({entry.n for _, entry in rows}))
+    direction = "higher" if info[first].higher_is_better else "lower"
+    header = ["rank", "method"]
+    for name in metrics:
+        unit = f" ({info[name].unit})" if info[name].unit else ""
+        header.append(f"{name}{unit} {'↑' if info[name].higher_is_better else '↓'}")
+    header += ["who", "date"]
+    lines = [
+        f"## {_cell(library)} · split {split} · recipe {sha256[:12]}",
+        "",
+        f"n = {counts} samples; sorted by {first}, {direction} first.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---:", "---"] + ["---:"] * len(metrics) + ["---", "---"]) + "|",
+    ]
+    for rank, (path, entry) in enumerate(rows, start=1):
+        link = path.relative_to(directory).as_posix()
+        cells = [str(rank), f"[{_cell(entry.method)}]({link})"]
+        for name in metrics:
+            summary = entry.metrics.get(name)
+            if summary is None:
+                cells.append("–")
+            else:
+                mean = format_value(summary.mean, summary.unit)
+                std = format_value(summary.std, summary.unit)
+                cells.append(f"{mean} ± {std}")
+        cells += [_cell(entry.who), entry.date.isoformat()]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def _rank_key(entry: Entry, metric: str, higher_is_better: bool) -> tuple:
+    summary = entry.metrics.get(metric)
+    mean = None if summary is None else summary.mean
+    missing = mean is None
+    value = 0.0 if missing else (-mean if higher_is_better else mean)
+    return (missing, value, entry.method, entry.who, entry.date)
+
+
+def _cell(text: str) -> str:
+    """Text made safe for a markdown table cell (and link text)."""
+    text = " ".join(text.split())
+    for char in "\\|[]*_`":
+        text = text.replace(char, "\\" + char)
+    return text.replace("<", "&lt;")
+
+
+def write_readme(directory: str | Path) -> Path:
+    """Render the leaderboard into ``DIR/README.md`` (atomically); return its path."""
+    directory = Path(directory)
+    return _write_text(directory / README, render(directory))
+
+
+def check_readme(directory: str | Path) -> bool:
+    """Whether ``DIR/README.md`` is exactly what :func:`render` makes of the entries."""
+    path = Path(directory) / README
+    return path.is_file() and path.read_text() == render(directory)
+
+
+def add_to_leaderboard(
+    report: Report,
+    directory: str | Path,
+    *,
+    method: str,
+    who: str,
+    reproduce: list[str],
+    overwrite: bool = False,
+    date: datetime.date | str | None = None,
+) -> Path:
+    """Add the entry of ``report`` to the leaderboard at ``directory`` (created if need be)
+    and re-render its README; return the entry's path.
+
+    Refused (:class:`LeaderboardError`) if an entry claims another recipe for the report's
+    library name, or a different entry already has this one's file (unless ``overwrite``).
+    """
+    directory = Path(directory)
+    check_recipe(directory, report.library, report.recipe_sha256)
+    entry = entry_from_report(report, method=method, who=who, reproduce=reproduce, date=date)
+    try:
+        (directory / ENTRIES).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        msg = f"cannot create {directory / ENTRIES}: {error.strerror or error}"
+        raise LeaderboardError(msg) from None
+    path = write_entry(directory, entry, overwrite=overwrite)
+    write_readme(directory)
+    return path

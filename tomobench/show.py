@@ -1,0 +1,127 @@
+"""A figure to look at: ground truth, the FBP baseline and submissions, side by side.
+
+One row per sample and one column per image: ground truth | FBP | each submission, all on
+the same grey scale [0, 1], each reconstruction's PSNR and SSIM (the scoring conventions of
+:mod:`tomobench.score`) in its panel's title. Drawn with matplotlib's Agg renderer (no
+display needed) into a PNG of ``PANEL_PIXELS`` × ``PANEL_PIXELS`` pixels a panel.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tomobench.errors import SubmissionError
+from tomobench.metrics import METRICS
+from tomobench.score import (
+    CONVENTIONS,
+    _check_library,
+    check_submission,
+    read_submission,
+)
+
+__all__ = ["DPI", "PANEL_INCHES", "PANEL_PIXELS", "show"]
+
+PANEL_INCHES = 2.0
+DPI = 100
+PANEL_PIXELS = int(PANEL_INCHES * DPI)
+
+
+def show(
+    library_path: str | Path,
+    submissions: Sequence[str | Path] = (),
+    *,
+    split: str = "test",
+    samples: int | Sequence[int] = 4,
+    out: str | Path,
+) -> Path:
+    """Draw samples of a split with their reconstructions into the PNG ``out``; return it.
+
+    ``samples`` is a count (the first ``samples`` of the split, or all of them if it has
+    fewer) or a list of sample indices. FBP is computed for those samples only. Each
+    submission is read and checked as :func:`tomobench.score.score` does, so a bad one
+    raises :class:`~tomobench.errors.SubmissionError`, as does a bad sample index. A
+    hyperspectral image is shown as the mean of its channels.
+    """
+    from tomobench import baselines
+    from tomobench.store import open_library
+
+    with open_library(library_path) as library:
+        _check_library(library, split)
+        images = library[f"{split}/images"]
+        indices = _indices(samples, images.shape[0], f"split {split!r} of {library.recipe.name}")
+        truth = np.stack([images[index] for index in indices])
+        columns = [("FBP", baselines.run("fbp", library, split=split, indices=indices))]
+        for path in submissions:
+            array = check_submission(read_submission(path), library, split, source=path)
+            columns.append((Path(path).name, array[indices]))
+    figure = _draw(truth, columns, indices)
+    return _save(figure, Path(out))
+
+
+def _indices(samples: int | Sequence[int], count: int, where: str) -> list[int]:
+    if isinstance(samples, (int, np.integer)) and not isinstance(samples, bool):
+        if samples < 1:
+            msg = f"samples must be at least 1, got {samples}"
+            raise SubmissionError(msg)
+        return list(range(min(int(samples), count)))
+    indices = [int(index) for index in samples]
+    if not indices:
+        msg = "samples: no sample index given"
+        raise SubmissionError(msg)
+    wrong = [index for index in indices if not 0 <= index < count]
+    if wrong:
+        msg = f"samples: index {wrong[0]} is out of range for {where} ({count} samples)"
+        raise SubmissionError(msg)
+    return indices
+
+
+def _draw(truth: np.ndarray, columns: list[tuple[str, np.ndarray]], indices: list[int]):
+    from matplotlib.figure import Figure
+
+    rows, width = len(indices), 1 + len(columns)
+    figure = Figure(
+        figsize=(width * PANEL_INCHES, rows * PANEL_INCHES), dpi=DPI, layout="constrained"
+    )
+    axes = figure.subplots(rows, width, squeeze=False)
+    data_range = CONVENTIONS["data_range"]
+    scores = {
+        label: {
+            name: np.atleast_1d(m.function(truth, images, data_range=data_range))
+            for name, m in METRICS.items()
+        }
+        for label, images in columns
+    }
+    for row, index in enumerate(indices):
+        _panel(axes[row, 0], truth[row], f"ground truth\nsample {index}")
+        for column, (label, images) in enumerate(columns, start=1):
+            psnr = scores[label]["psnr"][row]
+            ssim = scores[label]["ssim"][row]
+            title = f"{label}\nPSNR {psnr:.2f} dB · SSIM {ssim:.3f}"
+            _panel(axes[row, column], images[row], title)
+    return figure
+
+
+def _panel(axis, image: np.ndarray, title: str) -> None:
+    if image.ndim == 3:  # hyperspectral (H, W, C): the mean of its channels
+        image = image.mean(axis=-1)
+    axis.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    axis.set_title(title, fontsize=7)
+    axis.set_axis_off()
+
+
+def _save(figure, out: Path) -> Path:
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        figure.savefig(temporary, format="png", dpi=DPI)
+        os.replace(temporary, out)
+    except OSError as error:
+        msg = f"cannot write {out}: {error.strerror or error}"
+        raise SubmissionError(msg) from None
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return out
