@@ -139,3 +139,6 @@ def test_geometry_repr_rebuilds_it():
     assert eval(repr(geometry), {"parallel_beam": parallel_beam}) == geometry
     assert geometry.angle_values[-1] < np.pi and geometry.angle_values[0] == 0
     assert np.allclose(np.diff(geometry.angle_values), np.pi / 10)
+    full = parallel_beam(SIZE, angles=8, arc=2 * np.pi)
+    assert eval(repr(full), {"parallel_beam": parallel_beam, "np": np}) == full
+    assert np.allclose(full.angle_values, np.arange(8) * np.pi / 4)

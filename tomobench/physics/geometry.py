@@ -15,7 +15,7 @@ class ParallelGeometry:
 
     The image is ``size`` × ``size`` pixels of width 1 centred on the rotation axis; the
     detector has ``detector`` pixels of width ``spacing``; ``angles`` projections are spread
-    evenly over [0, π), endpoint excluded. ``oversample`` n makes projectors simulate on an
+    evenly over [0, π) (or [0, ``arc``)), endpoint excluded. ``oversample`` n makes projectors simulate on an
     n× finer image and detector grid and bin back, so data are not made with the
     discretisation a reconstruction uses.
     """
@@ -25,6 +25,7 @@ class ParallelGeometry:
     detector: int
     spacing: float = 1.0
     oversample: int = 1
+    arc: float = np.pi
 
     def __post_init__(self) -> None:
         for name in ("size", "angles", "detector", "oversample"):
@@ -32,20 +33,24 @@ class ParallelGeometry:
             if not isinstance(value, (int, np.integer)) or value < 1:
                 msg = f"geometry {name} must be a positive integer, got {value!r}"
                 raise PhysicsError(msg)
+        if not 0 < self.arc <= 2 * np.pi:
+            msg = f"geometry arc must be in (0, 2π], got {self.arc!r}"
+            raise PhysicsError(msg)
         if not self.spacing > 0:
             msg = f"geometry spacing must be > 0, got {self.spacing!r}"
             raise PhysicsError(msg)
 
     def __repr__(self) -> str:
+        arc = "" if self.arc == np.pi else f", arc={self.arc!r}"
         return (
             f"parallel_beam({self.size}, angles={self.angles}, detector={self.detector}, "
-            f"spacing={self.spacing!r}, oversample={self.oversample})"
+            f"spacing={self.spacing!r}, oversample={self.oversample}{arc})"
         )
 
     @property
     def angle_values(self) -> np.ndarray:
-        """Projection angles in radians, float64, evenly over [0, π) without the endpoint."""
-        return np.linspace(0.0, np.pi, self.angles, endpoint=False)
+        """Projection angles in radians, float64, evenly over [0, arc) without the endpoint."""
+        return np.linspace(0.0, self.arc, self.angles, endpoint=False)
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -63,14 +68,17 @@ def parallel_beam(
     detector: int | None = None,
     spacing: float = 1.0,
     oversample: int = 1,
+    arc: float = np.pi,
 ) -> ParallelGeometry:
-    """A parallel-beam geometry for ``size`` × ``size`` images (detector defaults to size)."""
+    """A parallel-beam geometry for ``size`` × ``size`` images (detector defaults to size;
+    angles over [0, ``arc``), π by default)."""
     return ParallelGeometry(
         size=size,
         angles=angles,
         detector=size if detector is None else detector,
         spacing=float(spacing),
         oversample=oversample,
+        arc=float(arc),
     )
 
 
