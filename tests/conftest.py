@@ -63,3 +63,66 @@ def tiny_truth(tiny_library):
 
     with h5py.File(tiny_library, "r") as file:
         return file["test/images"][...]
+
+
+# --- a loopback HTTP server, for code that downloads (datasets) ---------------------------
+
+
+class LoopbackServer:
+    """Files of ``folder`` served at ``http://127.0.0.1:<port>/``; ``requests`` logs each GET
+    path. ``/cut/NAME`` sends the first half of NAME while announcing its full length, then
+    closes the connection (a download that breaks off)."""
+
+    def __init__(self, folder: Path, port: int):
+        self.folder = folder
+        self.base = f"http://127.0.0.1:{port}"
+        self.requests: list[str] = []
+
+    def url(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+
+@pytest.fixture
+def loopback_http(tmp_path, monkeypatch):
+    """A :class:`LoopbackServer` on 127.0.0.1 (a free port), in a thread shut down after the
+    test. Proxy variables are cleared so that requests goes straight to it."""
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    folder = tmp_path / "served"
+    folder.mkdir()
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def do_GET(self):
+            served.requests.append(self.path)
+            if not self.path.startswith("/cut/"):
+                return super().do_GET()
+            body = (folder / self.path.removeprefix("/cut/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return None
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    served = LoopbackServer(folder, server.server_address[1])
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield served
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -181,3 +181,14 @@ def test_show_writes_a_figure(tmp_path, tiny_library):
                                  "--samples", "2"])
     assert result.exit_code == 0, result.output
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_datasets_lists_the_registry():
+    result = runner.invoke(app, ["datasets"])
+    assert result.exit_code == 0
+    for words in ("DIV2K_train_HR.zip", "sinograms_used_in_paper.h5", "sha256", "not checked"):
+        assert words in result.output
+
+
+def test_fetch_an_unknown_dataset_is_one_line():
+    assert_one_line_error(tomobench("fetch", "DIV2K_train.zip"), "DIV2K_train_HR.zip")

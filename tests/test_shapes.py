@@ -8,7 +8,7 @@ from conftest import make_recipe
 
 def draw(seed=0, **source):
     recipe = make_recipe(source=source)
-    return sampler(recipe.source)(np.random.default_rng(seed))
+    return sampler(recipe.source, "train")(0, np.random.default_rng(seed))
 
 
 def test_images_are_float32_in_unit_range():

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tomobench import sources
 from tomobench.errors import RecipeError, StoreError
 from tomobench.physics import noise as noise_ops
 from tomobench.physics.geometry import from_recipe
 from tomobench.physics.projector import get_projector, resolve_backend
 from tomobench.physics.resample import downsample
 from tomobench.recipe import SPLIT_IDS, SPLITS, Recipe, load_recipe
-from tomobench.sources import sampler
 from tomobench.store import Library, open_library, open_store
 from tomobench.store.format import (
     FORMAT_VERSION,
@@ -52,10 +52,13 @@ def sample_rngs(recipe: Recipe, split: str, start: int, stop: int) -> list[np.ra
     ]
 
 
-def draw_images(recipe: Recipe, rngs: list[np.random.Generator]) -> np.ndarray:
-    """Ground truth, (n, H, W) float32 in [0, 1], one image per generator."""
-    draw = sampler(recipe.source)
-    return np.stack([draw(rng) for rng in rngs])
+def draw_images(
+    recipe: Recipe, split: str, start: int, rngs: list[np.random.Generator]
+) -> np.ndarray:
+    """Ground truth of samples ``start``, ``start + 1``, … of ``split`` (one per generator),
+    (n, H, W) float32 in [0, 1]."""
+    draw = sources.sampler(recipe.source, split)
+    return np.stack([draw(start + offset, rng) for offset, rng in enumerate(rngs)])
 
 
 def project(recipe: Recipe, images: np.ndarray, *, backend: str) -> np.ndarray:
@@ -93,7 +96,7 @@ def make_chunk(
 ) -> dict[str, np.ndarray]:
     """Every array of samples ``start:stop`` of ``split``, named as in the library."""
     rngs = sample_rngs(recipe, split, start, stop)
-    images = draw_images(recipe, rngs)
+    images = draw_images(recipe, split, start, rngs)
     sinograms = corrupt(recipe, project(recipe, images, backend=backend), rngs)
     arrays = {"images": images, "sinograms": sinograms}
     for factor in recipe.downsample:
@@ -172,6 +175,8 @@ def build(
     backend = resolve_backend(
         recipe.geometry.backend, geometry=from_recipe(recipe), model=recipe.geometry.projector
     )
+    sources.prepare(recipe.source)  # fetches and preprocesses files, once, before any task
+    sources.check_counts(recipe.source, {split: recipe.splits[split] for split in wanted})
     store, recipe = _open_for_build(path, recipe, backend, wanted)
     if store is None:
         return path

@@ -232,6 +232,44 @@ def show(
     out.print(f"wrote {path}")
 
 
+@app.command("datasets")
+@_user_errors
+def datasets_command(
+    registry: list[Path] = typer.Option([], "--registry", help="extra registry file (repeat)"),
+) -> None:
+    """List the registry's datasets: name, size, licence, citation, how it is checked."""
+    from tomobench.datasets import list_datasets
+
+    table = Table()
+    table.add_column("name", no_wrap=True)
+    table.add_column("size", no_wrap=True)
+    table.add_column("licence")
+    table.add_column("citation")
+    table.add_column("checked by")
+    for dataset in list_datasets(registry=registry or None):
+        if not dataset.verified:
+            checked = "nothing: integrity not checked"
+        elif dataset.hash == "from-doi":
+            checked = "md5 published by Zenodo"
+        else:
+            checked = dataset.hash.split(":")[0]
+        size = _size(dataset.size) if dataset.size is not None else "?"
+        table.add_row(dataset.name, size, dataset.licence or "?", dataset.citation or "?", checked)
+    out.print(table)
+
+
+@app.command()
+@_user_errors
+def fetch(
+    name: str = typer.Argument(..., help="a dataset name (see `tomobench datasets`)"),
+    registry: list[Path] = typer.Option([], "--registry", help="extra registry file (repeat)"),
+) -> None:
+    """Download a registry dataset into the cache (hash-checked, once) and print where."""
+    from tomobench.datasets import fetch as run_fetch
+
+    out.print(str(run_fetch(name, registry=registry or None, progress=sys.stderr.isatty())))
+
+
 @app.command("recipe-schema")
 def recipe_schema() -> None:
     """Print the JSON schema of recipes (for editors that validate YAML)."""

@@ -24,3 +24,8 @@ class SubmissionError(TomobenchError, ValueError):
 
 class LeaderboardError(TomobenchError, ValueError):
     """A leaderboard entry is malformed, or contradicts another entry."""
+
+
+class DatasetError(TomobenchError, ValueError):
+    """A dataset cannot be listed or fetched: a malformed registry, an unknown name, a failed
+    or corrupted download, an archive that lacks what the registry says it holds."""

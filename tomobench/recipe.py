@@ -77,7 +77,73 @@ class ShapesSource(_Strict):
         return self.max_shape_size if self.max_shape_size is not None else self.size // 2
 
 
-Source = Annotated[Union[ShapesSource], Field(discriminator="kind")]
+class DIV2KSource(_Strict):
+    """DIV2K natural images: crops of the HR images, grey, resized to ``size``."""
+
+    kind: Literal["div2k"]
+    size: int = Field(ge=8, le=2048, description="ground-truth image is size × size pixels")
+    train_dataset: str = Field(
+        "DIV2K_train_HR.zip", description="registry entry of the images for train and val"
+    )
+    test_dataset: str = Field(
+        "DIV2K_valid_HR.zip", description="registry entry of the images for test"
+    )
+    val_images: int = Field(80, ge=0, description="the last N training images feed val")
+    crop: int | None = Field(
+        256, ge=8, description="side of the random square crop (null: the central square)"
+    )
+    crops_per_image: int = Field(1, ge=1, description="samples drawn from each image")
+
+    @model_validator(mode="after")
+    def _check_crop(self) -> DIV2KSource:
+        if self.crop is not None and self.crop < self.size:
+            msg = f"crop ({self.crop}) must be at least the size ({self.size})"
+            raise ValueError(msg)
+        return self
+
+
+class ExperimentalSource(_Strict):
+    """Ground truth reconstructed from measured sinograms (report §6.1): scaled per angle,
+    background removed, centred, FBP, negatives to zero, normalised."""
+
+    kind: Literal["experimental"]
+    size: int = Field(ge=8, le=4096, description="ground-truth image is size × size pixels")
+    dataset: str | None = Field(None, description="registry entry holding the sinograms")
+    path: str | None = Field(None, description="or a local file (.h5, .npz, .npy, .tif)")
+    slices: dict[Literal["train", "val", "test"], tuple[str, ...]] = Field(
+        description="per split, the sinograms it draws from: dataset keys (HDF5, NPZ), or "
+        "'all' / 'start:stop' slice ranges of a single-array file (NPY, TIFF)"
+    )
+    axes: Literal["AD", "DA", "SAD", "ASD", "ADS", "SDA", "DAS", "DSA"] = Field(
+        "AD", description="axis order of each stored array: A angle, D detector, S slice"
+    )
+    angle_range: float = Field(
+        180.0, gt=0, le=360, description="degrees the projections span, endpoint excluded"
+    )
+    scale: bool = Field(True, description="equal summed intensity for every projection")
+    background_edge: int = Field(
+        0, ge=0, description="detector pixels at each edge that see only air (0: keep)"
+    )
+    center: bool = Field(True, description="find and correct the centre of rotation")
+    filter: Literal["ram-lak", "shepp-logan", "cosine", "hamming", "hann"] = "ram-lak"
+    crop: int | None = Field(None, ge=8, description="side of a random square crop")
+    augment: bool = Field(True, description="random quarter turns and flips")
+
+    @model_validator(mode="after")
+    def _check_origin(self) -> ExperimentalSource:
+        if (self.dataset is None) == (self.path is None):
+            msg = "give exactly one of dataset (a registry entry) and path (a local file)"
+            raise ValueError(msg)
+        named = [item for items in self.slices.values() for item in items]
+        if len(set(named)) != len(named):
+            msg = "a sinogram is named in two splits: splits must not share slices"
+            raise ValueError(msg)
+        return self
+
+
+Source = Annotated[
+    Union[ShapesSource, DIV2KSource, ExperimentalSource], Field(discriminator="kind")
+]
 
 
 class Geometry(_Strict):
@@ -257,7 +323,13 @@ def parse_recipe(data: object, *, origin: str = "recipe") -> Recipe:
         raise RecipeError(msg) from None
 
 
-_TAGGED = {"shapes": ShapesSource, "poisson": PoissonNoise, "gaussian": GaussianNoise}
+_TAGGED = {
+    "shapes": ShapesSource,
+    "div2k": DIV2KSource,
+    "experimental": ExperimentalSource,
+    "poisson": PoissonNoise,
+    "gaussian": GaussianNoise,
+}
 _NESTED = {"geometry": Geometry, "output": Output}
 
 

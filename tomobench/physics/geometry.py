@@ -15,9 +15,9 @@ class ParallelGeometry:
 
     The image is ``size`` × ``size`` pixels of width 1 centred on the rotation axis; the
     detector has ``detector`` pixels of width ``spacing``; ``angles`` projections are spread
-    evenly over [0, π) (or [0, ``arc``)), endpoint excluded. ``oversample`` n makes projectors simulate on an
-    n× finer image and detector grid and bin back, so data are not made with the
-    discretisation a reconstruction uses.
+    evenly over [0, π) (or [0, ``arc``)), endpoint excluded. ``oversample`` n makes
+    projectors simulate on an n× finer image and detector grid and bin back, so data are not
+    made with the discretisation a reconstruction uses.
     """
 
     size: int

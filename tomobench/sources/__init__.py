@@ -1,4 +1,10 @@
-"""Sources of ground truth: each turns a per-sample random generator into an image."""
+"""Sources of ground truth.
+
+A source turns (split, sample index, the sample's random generator) into one ground-truth
+image, float32 in [0, 1]. Sources that start from files (a registry dataset, a local stack)
+fetch and preprocess them once, in :func:`prepare`, before any sample is drawn; the draws
+themselves then only read what ``prepare`` left in the cache.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,38 @@ import numpy as np
 
 from tomobench.sources import shapes
 
-Draw = Callable[[np.random.Generator], np.ndarray]
+Draw = Callable[[int, np.random.Generator], np.ndarray]
 
 
-def sampler(source) -> Draw:
-    """The function that draws one ground-truth image (float32, [0, 1]) for ``source``."""
+def prepare(source) -> None:
+    """Fetch and preprocess what ``source`` draws from (a no-op for synthetic sources)."""
+    module = _module(source)
+    if hasattr(module, "prepare"):
+        module.prepare(source)
+
+
+def check_counts(source, splits: dict[str, int]) -> None:
+    """Raise if a split asks for more distinct samples than the source can give."""
+    module = _module(source)
+    if hasattr(module, "check_counts"):
+        module.check_counts(source, splits)
+
+
+def sampler(source, split: str) -> Draw:
+    """The function ``draw(index, rng)`` that makes sample ``index`` of ``split``."""
+    return _module(source).sampler(source, split)
+
+
+def _module(source):
     if source.kind == "shapes":
-        return lambda rng: shapes.draw(source, rng)
-    msg = f"no sampler for source kind {source.kind!r}"  # the recipe schema prevents this
+        return shapes
+    if source.kind == "div2k":
+        from tomobench.sources import div2k
+
+        return div2k
+    if source.kind == "experimental":
+        from tomobench.sources import experimental
+
+        return experimental
+    msg = f"no source of kind {source.kind!r}"  # the recipe schema prevents this
     raise ValueError(msg)

@@ -11,6 +11,12 @@ from tomobench.physics.noise import image_poisson
 _LEVELS = 254  # random_shapes draws uint8 values below its background of 255
 
 
+def sampler(source, split: str):
+    """Shapes do not depend on the split or the index: only on the sample's generator."""
+    del split
+    return lambda index, rng: draw(source, rng)
+
+
 def draw(source, rng: np.random.Generator) -> np.ndarray:
     """One image of the ``shapes`` source: float32, size × size, values in [0, 1].
 
