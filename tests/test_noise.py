@@ -52,9 +52,9 @@ def test_gaussian_absolute_and_relative():
     assert abs(absolute.mean()) < 0.01
 
 
-def test_image_poisson_is_counts_over_counts():
+def test_counting_is_counts_over_counts():
     image = np.full((300, 300), 0.25)
-    noisy = noise.image_poisson(image, counts=256, rng=rng())
+    noisy = noise.counting(image, counts=256, rng=rng())
     counts = noisy * 256
     assert np.allclose(counts, np.round(counts))
     assert abs(counts.mean() - 64) < 5 * np.sqrt(64 / counts.size)

@@ -52,20 +52,40 @@ def sample_rngs(recipe: Recipe, split: str, start: int, stop: int) -> list[np.ra
     ]
 
 
+def draw_samples(
+    recipe: Recipe, split: str, start: int, rngs: list[np.random.Generator]
+) -> dict[str, np.ndarray]:
+    """Ground truth of samples ``start``, ``start + 1``, … of ``split`` (one per generator):
+    ``images`` (n, H, W) or (n, H, W, C) float32 in [0, 1], and any other array the source
+    makes beside them (phase maps, …)."""
+    draw = sources.sampler(recipe.source, split)
+    drawn = [draw(start + offset, rng) for offset, rng in enumerate(rngs)]
+    if not isinstance(drawn[0], tuple):
+        return {"images": np.stack(drawn)}
+    images, extras = zip(*drawn)
+    return {"images": np.stack(images)} | {
+        name: np.stack([extra[name] for extra in extras]) for name in extras[0]
+    }
+
+
 def draw_images(
     recipe: Recipe, split: str, start: int, rngs: list[np.random.Generator]
 ) -> np.ndarray:
-    """Ground truth of samples ``start``, ``start + 1``, … of ``split`` (one per generator),
-    (n, H, W) float32 in [0, 1]."""
-    draw = sources.sampler(recipe.source, split)
-    return np.stack([draw(start + offset, rng) for offset, rng in enumerate(rngs)])
+    """Only the ``images`` of :func:`draw_samples`."""
+    return draw_samples(recipe, split, start, rngs)["images"]
 
 
 def project(recipe: Recipe, images: np.ndarray, *, backend: str) -> np.ndarray:
-    """Clean sinograms (n, A, D) float32 of a batch of ground-truth images."""
+    """Clean sinograms (n, A, D) float32 of a batch of ground-truth images, or (n, A, D, C)
+    of hyperspectral cubes (n, H, W, C): every channel is projected, all in one batch."""
     geometry = from_recipe(recipe)
     projector = get_projector(geometry, model=recipe.geometry.projector, backend=backend)
-    return projector.forward(images)
+    if images.ndim == 3:
+        return projector.forward(images)
+    count, height, width, channels = images.shape
+    planes = np.moveaxis(images, 3, 1).reshape(count * channels, height, width)
+    sinograms = projector.forward(planes).reshape(count, channels, *geometry.sinogram_shape)
+    return np.ascontiguousarray(np.moveaxis(sinograms, 1, 3))
 
 
 def corrupt(
@@ -84,11 +104,26 @@ def corrupt(
                     min_counts=op.min_counts,
                     rng=rng,
                 )
-            else:
+            elif op.kind == "gaussian":
                 out[index] = noise_ops.gaussian(
                     out[index], sigma=op.sigma, relative=op.relative, rng=rng
                 )
+            elif op.kind == "counting":
+                out[index] = noise_ops.counting(out[index], counts=op.counts, rng=rng)
+            else:  # air scatter: the same hump in 2θ at every angle and detector pixel
+                peak = float(out[index].max())
+                out[index] = out[index] + op.level * peak * _air_hump(recipe, op)
     return out
+
+
+def _air_hump(recipe: Recipe, op) -> np.ndarray:
+    """Unit-height Gaussian over the recipe's 2θ axis (C,), float32."""
+    low, high = recipe.source.two_theta
+    centre = low + 0.1 * (high - low) if op.center_deg is None else op.center_deg
+    width = 0.5 * (high - low) if op.fwhm_deg is None else op.fwhm_deg
+    two_theta = np.linspace(low, high, recipe.source.channels)
+    sigma = width / (2 * np.sqrt(2 * np.log(2)))
+    return np.exp(-0.5 * ((two_theta - centre) / sigma) ** 2).astype(np.float32)
 
 
 def make_chunk(
@@ -96,12 +131,13 @@ def make_chunk(
 ) -> dict[str, np.ndarray]:
     """Every array of samples ``start:stop`` of ``split``, named as in the library."""
     rngs = sample_rngs(recipe, split, start, stop)
-    images = draw_images(recipe, split, start, rngs)
+    drawn = draw_samples(recipe, split, start, rngs)
+    images = drawn.pop("images")
     sinograms = corrupt(recipe, project(recipe, images, backend=backend), rngs)
     arrays = {"images": images, "sinograms": sinograms}
     for factor in recipe.downsample:
         arrays[f"images_x{factor}"] = downsample(images, factor)
-    return arrays
+    return arrays | drawn
 
 
 def _write_zarr_chunk(path: str, recipe: Recipe, task: tuple, backend: str) -> tuple:
@@ -293,9 +329,12 @@ def _initialise(store, recipe: Recipe, backend: str, wanted: list[str], *, new: 
                 "task": recipe.task,
                 "backend": backend,
                 "complete": False,
+                **sources.root_attrs(recipe.source),
             }
         )
         store.write_root_array("angles", from_recipe(recipe).angle_values)
+        for name, values in sources.root_arrays(recipe.source).items():
+            store.write_root_array(name, values)
     existing = set(store.splits())
     for split in wanted:
         if split not in existing:

@@ -141,8 +141,65 @@ class ExperimentalSource(_Strict):
         return self
 
 
+class XRDCTSource(_Strict):
+    """Simulated XRD-CT: every pixel holds a powder diffraction pattern over a 2θ axis, made
+    from phase-fraction maps and per-pixel crystallite size and strain (see docs/xrd.md)."""
+
+    kind: Literal["xrdct"]
+    size: int = Field(ge=8, le=1024, description="slices are size × size pixels")
+    phases: tuple[str, ...] = Field(
+        ("gamma-Al2O3", "Ni", "CeO2"),
+        min_length=1,
+        description="names from tomobench.xrd.PHASES; with 'particles' the first is the support",
+    )
+    phantom: Literal["particles", "shapes"] = Field(
+        "particles", description="catalyst bodies (support with cores/shells) or random shapes"
+    )
+    energy_kev: float = Field(60.0, gt=1, le=200, description="X-ray energy")
+    two_theta: tuple[float, float] = Field(
+        (1.0, 12.0), description="2θ range in degrees, both ends included"
+    )
+    channels: int = Field(400, ge=1, le=10_000, description="points of the 2θ axis")
+    size_range_nm: tuple[float, float] = Field(
+        (5.0, 30.0), description="crystallite sizes drawn in this range (Scherrer widths)"
+    )
+    strain_range: tuple[float, float] = Field(
+        (0.0, 0.003), description="relative lattice expansion drawn in this range"
+    )
+    correlation_px: float | None = Field(
+        None, ge=0, description="smoothness of the size and strain fields (default size/8)"
+    )
+    background: float = Field(
+        0.05, ge=0, description="amorphous hump, as a fraction of the strongest peak"
+    )
+    instrument_fwhm_deg: float = Field(0.05, ge=0, description="instrumental peak width")
+
+    @model_validator(mode="after")
+    def _check_phases(self) -> XRDCTSource:
+        from tomobench.xrd import PHASES
+
+        unknown = [name for name in self.phases if name not in PHASES]
+        if unknown:
+            msg = f"unknown phase {unknown[0]!r} (known: {', '.join(PHASES)})"
+            raise ValueError(msg)
+        low, high = self.two_theta
+        if not 0 < low < high < 180:
+            msg = f"two_theta must satisfy 0 < low < high < 180, got {list(self.two_theta)}"
+            raise ValueError(msg)
+        for name in ("size_range_nm", "strain_range"):
+            low, high = getattr(self, name)
+            if low > high:
+                msg = f"{name} must be (low, high) with low <= high, got {[low, high]}"
+                raise ValueError(msg)
+        if self.size_range_nm[0] <= 0:
+            msg = "size_range_nm must be positive"
+            raise ValueError(msg)
+        return self
+
+
 Source = Annotated[
-    Union[ShapesSource, DIV2KSource, ExperimentalSource], Field(discriminator="kind")
+    Union[ShapesSource, DIV2KSource, ExperimentalSource, XRDCTSource],
+    Field(discriminator="kind"),
 ]
 
 
@@ -194,7 +251,26 @@ class GaussianNoise(_Strict):
     )
 
 
-Noise = Annotated[Union[PoissonNoise, GaussianNoise], Field(discriminator="kind")]
+class CountingNoise(_Strict):
+    """Photon counting on a signal that is itself counted (diffraction, fluorescence): each
+    value v becomes Poisson(v · counts) / counts."""
+
+    kind: Literal["counting"]
+    counts: float = Field(gt=0, description="expected counts for a sinogram value of 1")
+
+
+class AirNoise(_Strict):
+    """Air scatter: the same broad hump in 2θ added at every angle and detector pixel."""
+
+    kind: Literal["air"]
+    level: float = Field(gt=0, description="hump height, as a fraction of the sinogram's peak")
+    center_deg: float | None = Field(None, description="hump centre (default: low end + 10%)")
+    fwhm_deg: float | None = Field(None, gt=0, description="hump width (default: half the span)")
+
+
+Noise = Annotated[
+    Union[PoissonNoise, GaussianNoise, CountingNoise, AirNoise], Field(discriminator="kind")
+]
 
 
 class Output(_Strict):
@@ -236,9 +312,23 @@ class Recipe(_Strict):
         if self.task == "super-resolution" and not self.downsample:
             msg = "task 'super-resolution' needs at least one downsample factor"
             raise ValueError(msg)
-        if self.task == "hyperspectral":
-            msg = f"task 'hyperspectral' needs a hyperspectral source, not {self.source.kind!r}"
+        hyperspectral = self.source.kind == "xrdct"
+        if (self.task == "hyperspectral") != hyperspectral:
+            msg = (
+                "task 'hyperspectral' and source kind 'xrdct' go together "
+                f"(got task {self.task!r}, source {self.source.kind!r})"
+            )
             raise ValueError(msg)
+        for op in self.noise:
+            if hyperspectral and op.kind == "poisson":
+                msg = (
+                    "noise 'poisson' is Beer–Lambert absorption; diffraction signals are "
+                    "counted: use kind 'counting' (and 'air' for air scatter)"
+                )
+                raise ValueError(msg)
+            if not hyperspectral and op.kind == "air":
+                msg = "noise 'air' needs a hyperspectral (xrdct) source"
+                raise ValueError(msg)
         if self.geometry.backend == "astra-cuda" and self.geometry.projector != "linear":
             msg = "backend 'astra-cuda' has only the linear projector"
             raise ValueError(msg)
@@ -247,6 +337,11 @@ class Recipe(_Strict):
     @property
     def image_size(self) -> int:
         return self.source.size
+
+    @property
+    def channels(self) -> int | None:
+        """Points of the spectral axis of a hyperspectral recipe, else None."""
+        return self.source.channels if self.source.kind == "xrdct" else None
 
     @property
     def detector_count(self) -> int:
@@ -327,6 +422,9 @@ _TAGGED = {
     "shapes": ShapesSource,
     "div2k": DIV2KSource,
     "experimental": ExperimentalSource,
+    "xrdct": XRDCTSource,
+    "counting": CountingNoise,
+    "air": AirNoise,
     "poisson": PoissonNoise,
     "gaussian": GaussianNoise,
 }

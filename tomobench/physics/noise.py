@@ -1,5 +1,5 @@
-"""Corruption of clean data: photon-counting and Gaussian noise on sinograms, and the 2020
-generator's Poisson noise on images. Every function draws from the generator it is given."""
+"""Corruption of clean data: Beer–Lambert photon noise, counting noise and Gaussian noise.
+Every function draws from the generator it is given."""
 
 from __future__ import annotations
 
@@ -38,9 +38,11 @@ def gaussian(
     return (sinogram + rng.normal(0.0, scale, size=sinogram.shape)).astype(np.float32)
 
 
-def image_poisson(image: np.ndarray, *, counts: float, rng: np.random.Generator) -> np.ndarray:
-    """Poisson noise on an image: a pixel of value v becomes Poisson(v · counts) / counts.
+def counting(signal: np.ndarray, *, counts: float, rng: np.random.Generator) -> np.ndarray:
+    """Counting noise on a signal that is itself a number of detected photons: a value v
+    becomes Poisson(v · counts) / counts (negative values count as zero), float64.
 
-    This is the image-domain scheme of the 2020 generator (``counts`` = 2**8 there)."""
-    image = np.asarray(image, dtype=np.float64)
-    return rng.poisson(np.clip(image, 0.0, None) * counts) / counts
+    Used for diffraction sinograms, and on images for the 2020 generator's image-domain
+    noise (``counts`` = 2**8 there)."""
+    signal = np.asarray(signal, dtype=np.float64)
+    return rng.poisson(np.clip(signal, 0.0, None) * counts) / counts

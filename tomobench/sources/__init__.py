@@ -31,6 +31,22 @@ def check_counts(source, splits: dict[str, int]) -> None:
         module.check_counts(source, splits)
 
 
+def root_arrays(source) -> dict[str, np.ndarray]:
+    """Arrays stored once at the library's root (e.g. the 2θ axis of a hyperspectral one)."""
+    return getattr(_module(source), "root_arrays", lambda source: {})(source)
+
+
+def root_attrs(source) -> dict:
+    """Attributes the source adds to the library's root."""
+    return getattr(_module(source), "root_attrs", lambda source: {})(source)
+
+
+def sample_shapes(source) -> dict[str, tuple[int, ...]]:
+    """Per-sample shapes of the arrays a source stores beside ``images`` (ground truth such
+    as phase maps); a sampler that has any returns ``(image, {name: array})``."""
+    return getattr(_module(source), "sample_shapes", lambda source: {})(source)
+
+
 def sampler(source, split: str) -> Draw:
     """The function ``draw(index, rng)`` that makes sample ``index`` of ``split``."""
     return _module(source).sampler(source, split)
@@ -47,5 +63,9 @@ def _module(source):
         from tomobench.sources import experimental
 
         return experimental
+    if source.kind == "xrdct":
+        from tomobench.sources import xrdct
+
+        return xrdct
     msg = f"no source of kind {source.kind!r}"  # the recipe schema prevents this
     raise ValueError(msg)

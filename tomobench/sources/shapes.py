@@ -6,7 +6,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from skimage.draw import random_shapes
 
-from tomobench.physics.noise import image_poisson
+from tomobench.physics.noise import counting
 
 _LEVELS = 254  # random_shapes draws uint8 values below its background of 255
 
@@ -43,7 +43,7 @@ def draw(source, rng: np.random.Generator) -> np.ndarray:
     if source.circular_mask:
         image = image * circular_mask(source.size)
     if source.image_noise_counts is not None:
-        image = image_poisson(image, counts=source.image_noise_counts, rng=rng)
+        image = counting(image, counts=source.image_noise_counts, rng=rng)
     if source.smooth_sigma > 0:
         image = gaussian_filter(image, source.smooth_sigma)
     if source.normalize:

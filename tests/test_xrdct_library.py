@@ -1,0 +1,126 @@
+"""Hyperspectral (XRD-CT) libraries: recipe → cubes → per-channel sinograms → HDF5/Zarr."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import zarr
+
+from tomobench import xrd
+from tomobench.build import build, make_chunk, project
+from tomobench.errors import RecipeError
+from tomobench.physics import noise
+from tomobench.recipe import parse_recipe
+
+XRDCT = {
+    "name": "xrdct-test",
+    "task": "hyperspectral",
+    "seed": 3,
+    "source": {"kind": "xrdct", "size": 24, "phases": ["gamma-Al2O3", "Ni", "CeO2"],
+               "channels": 60, "two_theta": [2.0, 8.0]},
+    "geometry": {"angles": 20, "backend": "matrix"},
+    "noise": [],
+    "downsample": [2],
+    "splits": {"train": 3, "test": 2},
+    "output": {"chunk": 2},
+}
+
+
+def recipe(**changes):
+    return parse_recipe({**XRDCT, **changes})
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    return build(recipe(), tmp_path_factory.mktemp("xrd") / "x.h5")
+
+
+def test_library_reads_with_plain_h5py_with_its_axes(library):
+    with h5py.File(library, "r") as file:
+        assert file.attrs["task"] == "hyperspectral"
+        assert json.loads(file.attrs["phases"]) == ["gamma-Al2O3", "Ni", "CeO2"]
+        assert file.attrs["wavelength_angstrom"] == pytest.approx(12.398419843320026 / 60)
+        np.testing.assert_allclose(file["two_theta"][...], np.linspace(2, 8, 60))
+        images, sinograms = file["train/images"], file["train/sinograms"]
+        assert images.shape == (3, 24, 24, 60) and sinograms.shape == (3, 20, 24, 60)
+        assert images.chunks == (1, 24, 24, 60)
+        assert file["train/images_x2"].shape == (3, 12, 12, 60)
+        assert file["train/phase_fractions"].shape == (3, 3, 24, 24)
+        assert file["test/crystallite_size_nm"].shape == (2, 3, 24, 24)
+        cube = images[...]
+        assert cube.min() >= 0 and np.allclose(cube.max(axis=(1, 2, 3)), 1)
+
+
+def test_zarr_and_hdf5_hold_the_same_bytes(library, tmp_path):
+    other = build(recipe(), tmp_path / "x.zarr", workers=1)
+    group = zarr.open_group(str(other), mode="r")
+    with h5py.File(library, "r") as file:
+        for name in ("images", "sinograms", "phase_fractions", "strain", "scale"):
+            assert np.array_equal(group[f"train/{name}"][...], file[f"train/{name}"][...])
+
+
+def test_channel_sinograms_add_up_to_the_sinogram_of_the_summed_image(library):
+    with h5py.File(library, "r") as file:
+        cube = file["test/images"][...]
+        sinograms = file["test/sinograms"][...]
+    summed = project(recipe(), cube.sum(axis=-1), backend="matrix")
+    np.testing.assert_allclose(sinograms.sum(axis=-1), summed, rtol=1e-4, atol=1e-3)
+
+
+def test_a_pure_nickel_pixel_peaks_where_braggs_law_says(library):
+    with h5py.File(library, "r") as file:
+        fractions = file["train/phase_fractions"][...]
+        cube = file["train/images"][...]
+        two_theta = file["two_theta"][...]
+    sample, row, col = np.unravel_index(np.argmax(fractions[:, 1] - fractions[:, 0]
+                                                  - fractions[:, 2]), fractions[:, 1].shape)
+    assert fractions[sample, 1, row, col] > 0.3
+    spectrum = cube[sample, row, col]
+    wavelength = 12.398419843320026 / 60
+    d111 = 3.524 / np.sqrt(3)  # Ni fcc (111)
+    expected = np.degrees(2 * np.arcsin(wavelength / (2 * d111)))
+    window = np.abs(two_theta - expected) < 0.5
+    peak = two_theta[window][np.argmax(spectrum[window])]
+    # within one channel, plus the shift of at most 0.3 % strain (about 0.01° here)
+    assert abs(peak - expected) <= (two_theta[1] - two_theta[0]) + 0.02
+    assert spectrum[window].max() > 3 * np.median(spectrum)
+
+
+def test_counting_noise_has_poisson_statistics():
+    signal = np.full((400, 400), 2.5)
+    noisy = noise.counting(signal, counts=40, rng=np.random.default_rng(1))
+    counts = noisy * 40
+    assert np.allclose(counts, np.round(counts))
+    assert abs(counts.mean() - 100) < 5 * np.sqrt(100 / counts.size)
+    assert abs(counts.var() - 100) < 0.03 * 100
+
+
+def test_noise_and_air_scatter_in_the_build():
+    noisy = recipe(noise=[{"kind": "air", "level": 0.1}, {"kind": "counting", "counts": 50}])
+    clean = make_chunk(recipe(), "test", 0, 1, backend="matrix")
+    dirty = make_chunk(noisy, "test", 0, 1, backend="matrix")
+    assert np.array_equal(clean["images"], dirty["images"])
+    difference = dirty["sinograms"] - clean["sinograms"]
+    # air scatter adds a hump at low 2θ everywhere, even where no ray meets the object
+    empty_ray = clean["sinograms"][0, :, 0].max(axis=-1) == 0
+    assert empty_ray.any()
+    assert difference[0][:, 0][empty_ray].mean() > 0
+
+
+def test_hyperspectral_recipes_refuse_absorption_noise_and_need_xrdct():
+    with pytest.raises(RecipeError, match="use kind 'counting'"):
+        recipe(noise=[{"kind": "poisson", "photons": 100}])
+    with pytest.raises(RecipeError, match="go together"):
+        recipe(task="reconstruction")
+    with pytest.raises(RecipeError, match="unknown phase 'Unobtainium'"):
+        recipe(source={**XRDCT["source"], "phases": ["Unobtainium"]})
+
+
+def test_shipped_xrdct_recipes_are_valid():
+    from tomobench.recipe import load_recipe
+
+    assert load_recipe("xrdct").channels == 250
+    pairs = load_recipe("xrdct-150")
+    assert pairs.image_size == 150 and pairs.downsample == (2,)
+    assert xrd.PHASES["Ni"].crystal_system == "cubic"

@@ -1,0 +1,82 @@
+"""Simulated XRD-CT slices: a diffraction pattern in every pixel (see :mod:`tomobench.xrd`).
+
+A sample is a cube (H, W, C) over the recipe's 2θ axis, float32 in [0, 1] (each cube divided
+by its own maximum, kept as ``scale``), with the ground truth that made it: the phase
+fractions and the crystallite size and strain of every phase in every pixel, and the height
+of the amorphous background.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+
+from tomobench import xrd
+
+
+def axis(source) -> np.ndarray:
+    """The 2θ axis in degrees, (C,) float64."""
+    return xrd.two_theta_axis(*source.two_theta, source.channels)
+
+
+def root_arrays(source) -> dict[str, np.ndarray]:
+    return {"two_theta": axis(source)}
+
+
+def root_attrs(source) -> dict:
+    return {
+        "phases": json.dumps(list(source.phases)),
+        "energy_kev": float(source.energy_kev),
+        "wavelength_angstrom": float(xrd.wavelength_from_energy(source.energy_kev)),
+        "spectral_axis": "two_theta (degrees)",
+    }
+
+
+def sample_shapes(source) -> dict[str, tuple[int, ...]]:
+    """Per-sample shape of each array the source adds beside ``images``."""
+    size, phases = source.size, len(source.phases)
+    return {
+        "phase_fractions": (phases, size, size),
+        "crystallite_size_nm": (phases, size, size),
+        "strain": (phases, size, size),
+        "background": (size, size),
+        "scale": (),
+    }
+
+
+def sampler(source, split: str):
+    del split
+    phases, two_theta, wavelength = _setting(source)
+
+    def draw(index: int, rng: np.random.Generator):
+        maps = xrd.phase_maps(source.phantom, source.size, len(phases), rng)
+        data, truth = xrd.cube(
+            maps,
+            phases,
+            two_theta,
+            wavelength=wavelength,
+            size_range_nm=source.size_range_nm,
+            strain_range=source.strain_range,
+            background=source.background,
+            correlation_px=source.correlation_px,
+            instrument_fwhm_deg=source.instrument_fwhm_deg,
+            rng=rng,
+        )
+        extras = {
+            "phase_fractions": truth.fractions,
+            "crystallite_size_nm": truth.crystallite_size_nm,
+            "strain": truth.strain,
+            "background": truth.background,
+            "scale": np.float32(truth.scale),
+        }
+        return data, extras
+
+    return draw
+
+
+@functools.cache
+def _setting(source):
+    phases = [xrd.PHASES[name] for name in source.phases]
+    return phases, axis(source), xrd.wavelength_from_energy(source.energy_kev)
