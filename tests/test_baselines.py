@@ -124,3 +124,21 @@ def test_bad_options(sinograms, tiny_library):
     with open_library(tiny_library) as library:
         with pytest.raises(RecipeError, match="unknown baseline"):
             baselines.run("art", library)
+
+
+def test_fbp_on_a_clean_128_pixel_library_scores_above_25_db(tmp_path):
+    """The 2020 project's setting without noise: 128², 180 angles."""
+    from tomobench.build import build
+    from tomobench.metrics import psnr
+
+    from conftest import make_recipe
+
+    recipe = make_recipe(
+        source={"size": 128, "min_shapes": 3, "max_shapes": 10, "min_shape_size": 8,
+                "max_shape_size": 48, "circular_mask": False},
+        geometry={"angles": 180}, noise=[], downsample=[2], splits={"test": 8},
+    )
+    with open_library(build(recipe, tmp_path / "clean.h5")) as library:
+        images = library["test/images"][...]
+        scores = psnr(images, baselines.run("fbp", library))
+    assert scores.mean() > 25

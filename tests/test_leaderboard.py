@@ -289,3 +289,15 @@ def test_date_as_iso_text():
     assert entry.date == datetime.date(2023, 12, 31)
     with pytest.raises(LeaderboardError, match="ISO date"):
         entry_from_report(report, method="m", who="w", reproduce=["x"], date="31/12/2023")
+
+
+def test_published_leaderboard_is_rendered_from_its_entries():
+    from conftest import ROOT
+
+    board = ROOT / "leaderboard"
+    entries = load_entries(board)
+    assert entries, "the leaderboard has no entries"
+    assert check_readme(board), "leaderboard/README.md is out of date: run `tomobench leaderboard`"
+    for entry in entries:
+        assert entry.reproduce[0].startswith("tomobench build")
+        assert any(command.startswith("tomobench score") for command in entry.reproduce)
