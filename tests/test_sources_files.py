@@ -198,3 +198,39 @@ def test_experimental_errors(stack, tmp_path):
     with pytest.raises(RecipeError, match="splits must not share"):
         recipe_of(experimental(slices={"train": ["slice_a"], "test": ["slice_a"]}), {"test": 1})
     json.dumps(experimental())
+
+
+def test_an_xrdct_stack_gives_a_hyperspectral_library(registry, tmp_path):
+    """Two channels, each its own object, measured off-centre: the cube's channels are the
+    objects (up to the one global normalisation), every channel centred alike."""
+    rng = np.random.default_rng(4)
+    rows, cols = np.mgrid[:SIZE, :SIZE]
+    first = ((rows - 20) ** 2 + (cols - 26) ** 2 < 100).astype(float)
+    second = 0.5 * ((rows - 30) ** 2 + (cols - 16) ** 2 < 36)
+    channels = [measured(image, offset=2.2, background=0.0, rng=np.random.default_rng(9))
+                for image in (first, second)]
+    stack = np.stack(channels, axis=-1)  # (A, D, C); both channels drift alike
+    file = tmp_path / "xrd.h5"
+    with h5py.File(file, "w") as h5:
+        h5["scan"] = stack
+        h5["bad"] = stack[..., :1]
+    registry("xrd.h5", file.read_bytes())
+    del rng
+    source = {"kind": "experimental", "size": DETECTOR, "dataset": "xrd.h5", "axes": "ADC",
+              "channels": 2, "slices": {"test": ["scan"]}, "augment": False}
+    recipe = recipe_of(source, {"test": 1}, task="hyperspectral",
+                       noise=[{"kind": "counting", "counts": 1000}], geometry={"angles": 30})
+    path = build(recipe, tmp_path / "x.h5")
+    with open_library(path) as library:
+        cube = library["test/images"][0]
+        assert library["test/sinograms"].shape == (1, 30, DETECTOR, 2)
+    pad = (DETECTOR - SIZE) // 2
+    inner = cube[pad : pad + SIZE, pad : pad + SIZE]
+    assert cube.max() == pytest.approx(1.0)
+    assert np.abs(inner[..., 0] - first).mean() < 0.05
+    assert np.abs(inner[..., 1] - second).mean() < 0.05
+    with pytest.raises(RecipeError, match="has 1 channels, the recipe says 2"):
+        build(recipe_of({**source, "slices": {"test": ["bad"]}}, {"test": 1},
+                        task="hyperspectral"), tmp_path / "y.h5")
+    with pytest.raises(RecipeError, match="goes with a hyperspectral source"):
+        recipe_of(source, {"test": 1})

@@ -111,7 +111,7 @@ def test_noise_and_air_scatter_in_the_build():
 def test_hyperspectral_recipes_refuse_absorption_noise_and_need_xrdct():
     with pytest.raises(RecipeError, match="use kind 'counting'"):
         recipe(noise=[{"kind": "poisson", "photons": 100}])
-    with pytest.raises(RecipeError, match="go together"):
+    with pytest.raises(RecipeError, match="goes with a hyperspectral source"):
         recipe(task="reconstruction")
     with pytest.raises(RecipeError, match="unknown phase 'Unobtainium'"):
         recipe(source={**XRDCT["source"], "phases": ["Unobtainium"]})

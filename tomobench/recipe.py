@@ -114,8 +114,14 @@ class ExperimentalSource(_Strict):
         description="per split, the sinograms it draws from: dataset keys (HDF5, NPZ), or "
         "'all' / 'start:stop' slice ranges of a single-array file (NPY, TIFF)"
     )
-    axes: Literal["AD", "DA", "SAD", "ASD", "ADS", "SDA", "DAS", "DSA"] = Field(
-        "AD", description="axis order of each stored array: A angle, D detector, S slice"
+    axes: str = Field(
+        "AD",
+        pattern=r"^[ADSC]{2,4}$",
+        description="axis order of each stored array: A angle, D detector, and optionally S "
+        "slice and C channel (an XRD-CT stack: a hyperspectral library)",
+    )
+    channels: int | None = Field(
+        None, ge=1, description="channels of an XRD-CT stack (axes with C): checked on reading"
     )
     angle_range: float = Field(
         180.0, gt=0, le=360, description="degrees the projections span, endpoint excluded"
@@ -131,6 +137,12 @@ class ExperimentalSource(_Strict):
 
     @model_validator(mode="after")
     def _check_origin(self) -> ExperimentalSource:
+        if "A" not in self.axes or "D" not in self.axes or len(set(self.axes)) < len(self.axes):
+            msg = f"axes {self.axes!r} must name A and D, and each axis once"
+            raise ValueError(msg)
+        if ("C" in self.axes) != (self.channels is not None):
+            msg = "give channels exactly when axes has a channel axis (C)"
+            raise ValueError(msg)
         if (self.dataset is None) == (self.path is None):
             msg = "give exactly one of dataset (a registry entry) and path (a local file)"
             raise ValueError(msg)
@@ -312,11 +324,12 @@ class Recipe(_Strict):
         if self.task == "super-resolution" and not self.downsample:
             msg = "task 'super-resolution' needs at least one downsample factor"
             raise ValueError(msg)
-        hyperspectral = self.source.kind == "xrdct"
+        hyperspectral = self.channels is not None
         if (self.task == "hyperspectral") != hyperspectral:
             msg = (
-                "task 'hyperspectral' and source kind 'xrdct' go together "
-                f"(got task {self.task!r}, source {self.source.kind!r})"
+                "task 'hyperspectral' goes with a hyperspectral source (kind 'xrdct', or "
+                f"'experimental' with a channel axis); got task {self.task!r}, "
+                f"source {self.source.kind!r}"
             )
             raise ValueError(msg)
         for op in self.noise:
@@ -326,8 +339,8 @@ class Recipe(_Strict):
                     "counted: use kind 'counting' (and 'air' for air scatter)"
                 )
                 raise ValueError(msg)
-            if not hyperspectral and op.kind == "air":
-                msg = "noise 'air' needs a hyperspectral (xrdct) source"
+            if op.kind == "air" and self.source.kind != "xrdct":
+                msg = "noise 'air' needs the 2θ axis of an xrdct source"
                 raise ValueError(msg)
         if self.geometry.backend == "astra-cuda" and self.geometry.projector != "linear":
             msg = "backend 'astra-cuda' has only the linear projector"
@@ -341,7 +354,7 @@ class Recipe(_Strict):
     @property
     def channels(self) -> int | None:
         """Points of the spectral axis of a hyperspectral recipe, else None."""
-        return self.source.channels if self.source.kind == "xrdct" else None
+        return getattr(self.source, "channels", None)
 
     @property
     def detector_count(self) -> int:

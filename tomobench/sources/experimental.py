@@ -1,11 +1,15 @@
-"""Ground truth reconstructed from measured sinograms (micro-CT, or one XRD-CT channel).
+"""Ground truth reconstructed from measured sinograms (micro-CT, or XRD-CT stacks).
 
 As the 2020 project did (report §6.1), each measured sinogram is, in this order: freed of its
 background (air) estimated from the outermost detector pixels, scaled so every projection has
 the same summed intensity, centred on the rotation axis (the centre of mass of the
 projections fitted to a sinusoid), reconstructed by filtered backprojection, its negative
-values set to zero, and normalised to a maximum of 1. These
-images are the ground truth; new sinograms are simulated from them like for any source.
+values set to zero, and normalised to a maximum of 1. These images are the ground truth;
+new sinograms are simulated from them like for any source.
+
+An XRD-CT stack (``axes`` with a channel axis C) gives ground-truth cubes: every channel goes
+through the same steps, with one per-angle scale and one centre for all channels and one
+maximum for the whole cube; the library is then hyperspectral.
 
 :func:`prepare` does this once per slice and caches the images; sample *i* of a split then
 takes slice ``i mod n`` of that split's slices, a random square crop (``crop`` pixels, or the
@@ -66,14 +70,17 @@ def sampler(source, split: str):
             square = np.rot90(square, int(rng.integers(4)))
             if rng.integers(2):
                 square = square[:, ::-1]
-        out = resize(square, (source.size, source.size), order=1, anti_aliasing=side > source.size)
+        shape = (source.size, source.size, *square.shape[2:])
+        out = resize(square, shape, order=1, anti_aliasing=side > source.size)
         return np.clip(out, 0.0, 1.0).astype(np.float32)
 
     return draw
 
 
 def _ground_truth(source, sinogram: np.ndarray) -> np.ndarray:
-    """One measured sinogram (A, D) → its normalised FBP reconstruction (D, D)."""
+    """One measured sinogram (A, D) → its normalised FBP reconstruction (D, D); an XRD-CT
+    sinogram (A, D, C) → a cube (D, D, C), every channel through the same steps (one
+    per-angle scale and one centre for all channels; one maximum for the whole cube)."""
     from tomobench.physics import preprocess
     from tomobench.physics.geometry import parallel_beam
     from tomobench.physics.projector import Projector
@@ -83,12 +90,15 @@ def _ground_truth(source, sinogram: np.ndarray) -> np.ndarray:
         sinogram = preprocess.subtract_background(sinogram, edge=source.background_edge)
     if source.scale:
         sinogram = preprocess.scale_projections(sinogram)
-    angles, detector = sinogram.shape
+    angles, detector = sinogram.shape[:2]
     geometry = parallel_beam(detector, angles=angles, arc=np.deg2rad(source.angle_range))
     if source.center:
         sinogram, _ = preprocess.center_sinogram(sinogram, angles=geometry.angle_values)
-    image = Projector(geometry, backend="astra-cpu").fbp(sinogram, filter=source.filter)
-    return preprocess.normalise(image)
+    projector = Projector(geometry, backend="astra-cpu")
+    if sinogram.ndim == 2:
+        return preprocess.normalise(projector.fbp(sinogram, filter=source.filter))
+    planes = projector.fbp(np.moveaxis(sinogram, 2, 0), filter=source.filter)
+    return preprocess.normalise(np.moveaxis(planes, 0, 2))
 
 
 def _read(source, item: str) -> np.ndarray:
@@ -127,9 +137,15 @@ def _read(source, item: str) -> np.ndarray:
             f"source.axes {source.axes!r} needs rank {len(source.axes)}"
         )
         raise RecipeError(msg)
-    order = "SAD" if "S" in source.axes else "AD"
+    order = "".join(axis for axis in "SADC" if axis in source.axes)
     array = np.transpose(array, [source.axes.index(axis) for axis in order])
-    return array if array.ndim == 3 else array[None]
+    if "C" in source.axes and array.shape[-1] != source.channels:
+        msg = (
+            f"{path}: sinogram {item!r} has {array.shape[-1]} channels, "
+            f"the recipe says {source.channels}"
+        )
+        raise RecipeError(msg)
+    return array if "S" in source.axes else array[None]
 
 
 def _select(array: np.ndarray, item: str) -> np.ndarray:
