@@ -298,6 +298,11 @@ def test_published_leaderboard_is_rendered_from_its_entries():
     entries = load_entries(board)
     assert entries, "the leaderboard has no entries"
     assert check_readme(board), "leaderboard/README.md is out of date: run `tomobench leaderboard`"
+    from tomobench.recipe import load_recipe, published_recipes
+
+    hashes = {load_recipe(path).name: load_recipe(path).sha256()
+              for path in published_recipes().values()}
     for entry in entries:
+        assert entry.recipe_sha256 == hashes[entry.library], f"{entry.method}: recipe changed"
         assert entry.reproduce[0].startswith("tomobench build")
         assert any(command.startswith("tomobench score") for command in entry.reproduce)

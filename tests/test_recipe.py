@@ -25,7 +25,7 @@ def test_seed_recipe_matches_the_2020_generator():
     source = load_recipe("shapes-32-seed").source
     assert (source.size, source.min_shapes, source.max_shapes) == (32, 3, 10)
     assert (source.min_shape_size, source.max_shape_size) == (3, 10)
-    assert source.circular_mask and source.normalize
+    assert source.circular_mask and source.normalize and source.generator == "skimage"
     assert (source.image_noise_counts, source.smooth_sigma) == (256, 1.0)
     assert load_recipe("shapes-32-seed").geometry.angles == 32
 

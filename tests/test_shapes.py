@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from tomobench.sources import sampler
 from tomobench.sources.shapes import circular_mask
@@ -52,3 +53,32 @@ def test_seed_scheme_noise_smoothing_and_normalisation():
 def test_same_seed_same_image():
     assert np.array_equal(draw(42), draw(42))
     assert not np.array_equal(draw(42), draw(43))
+
+
+@pytest.mark.parametrize(
+    ("family", "area"),
+    [("circle", lambda s: np.pi * s * s / 4), ("triangle", lambda s: np.sqrt(3) / 4 * s * s)],
+)
+def test_fast_shapes_have_the_area_of_their_extent(family, area):
+    """One shape of extent s = 24 (min = max) covers the area geometry says it should."""
+    for seed in range(5):
+        image = draw(seed, min_shapes=1, max_shapes=1, min_shape_size=24, max_shape_size=24,
+                     intensity=[1, 1], shape=family, circular_mask=False)
+        assert abs(image.sum() - area(24)) < 0.06 * area(24)
+
+
+def test_fast_ellipses_lie_within_their_diameters():
+    for seed in range(5):
+        image = draw(seed, min_shapes=1, max_shapes=1, min_shape_size=8, max_shape_size=16,
+                     intensity=[1, 1], shape="ellipse", circular_mask=False)
+        assert np.pi / 4 * 8 * 8 * 0.9 < image.sum() < np.pi / 4 * 16 * 16 * 1.1
+
+
+@pytest.mark.parametrize("generator", ["fast", "skimage"])
+def test_every_generator_draws_the_asked_family(generator):
+    for seed in range(8):
+        image = draw(seed, generator=generator, min_shapes=2, max_shapes=5,
+                     intensity=[0.2, 0.9], circular_mask=False)
+        values = set(np.unique(image)) - {0.0}
+        assert 1 <= len(values) <= 5
+        assert min(values) >= 0.2 - 1 / 254 and max(values) <= 0.9 + 1 / 254

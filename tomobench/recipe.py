@@ -43,7 +43,14 @@ class ShapesSource(_Strict):
     shape: Literal["rectangle", "circle", "triangle", "ellipse"] | None = Field(
         None, description="draw only this shape family (default: all four, at random)"
     )
-    allow_overlap: bool = Field(True, description="later shapes may cover earlier ones")
+    generator: Literal["fast", "skimage"] = Field(
+        "fast",
+        description="fast: tomobench's generator of the same family of shapes; skimage: "
+        "skimage.draw.random_shapes, as the 2020 project",
+    )
+    allow_overlap: bool = Field(
+        True, description="later shapes may cover earlier ones (skimage generator only)"
+    )
     circular_mask: bool = Field(False, description="zero outside the inscribed circle")
     image_noise_counts: float | None = Field(
         None,

@@ -1,4 +1,16 @@
-"""Random-shapes ground truth (``skimage.draw.random_shapes``)."""
+"""Random-shapes ground truth: rectangles, circles, triangles and ellipses.
+
+Two generators draw this family of images. ``skimage`` is ``skimage.draw.random_shapes``
+itself (what the 2020 project used; values quantised to 1/254). ``fast`` draws the same
+family about three times faster, each shape filled straight into its bounding box:
+
+- a shape's extent ``s`` is drawn uniformly in [min_shape_size, max_shape_size] pixels;
+- rectangle: height and width drawn independently in that range; circle: diameter ``s``;
+  ellipse: two diameters in that range, turned by an angle drawn in [0, π); triangle:
+  equilateral with side ``s``, turned by an angle drawn in [0, 2π);
+- its bounding box is placed uniformly where it fits in the image; its value is drawn
+  uniformly in ``intensity`` (not quantised); later shapes cover earlier ones.
+"""
 
 from __future__ import annotations
 
@@ -25,21 +37,10 @@ def draw(source, rng: np.random.Generator) -> np.ndarray:
     field-of-view mask, Poisson noise on the image, Gaussian smoothing, and division by
     the maximum. Values are clipped to [0, 1] at the end.
     """
-    low, high = source.intensity
-    drawn, labels = random_shapes(
-        (source.size, source.size),
-        max_shapes=source.max_shapes,
-        min_shapes=source.min_shapes,
-        min_size=source.min_shape_size,
-        max_size=source.largest_shape,
-        shape=source.shape,
-        intensity_range=(round(low * _LEVELS), round(high * _LEVELS)),
-        allow_overlap=source.allow_overlap,
-        channel_axis=None,
-        rng=rng,
-    )
-    del labels
-    image = np.where(drawn == 255, 0.0, drawn / _LEVELS)
+    if source.generator == "fast":
+        image = _fast_shapes(source, rng)
+    else:
+        image = _skimage_shapes(source, rng)
     if source.circular_mask:
         image = image * circular_mask(source.size)
     if source.image_noise_counts is not None:
@@ -51,6 +52,81 @@ def draw(source, rng: np.random.Generator) -> np.ndarray:
         if peak > 0:
             image = image / peak
     return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
+def _skimage_shapes(source, rng: np.random.Generator) -> np.ndarray:
+    low, high = source.intensity
+    drawn, _ = random_shapes(
+        (source.size, source.size),
+        max_shapes=source.max_shapes,
+        min_shapes=source.min_shapes,
+        min_size=source.min_shape_size,
+        max_size=source.largest_shape,
+        shape=source.shape,
+        intensity_range=(round(low * _LEVELS), round(high * _LEVELS)),
+        allow_overlap=source.allow_overlap,
+        channel_axis=None,
+        rng=rng,
+    )
+    return np.where(drawn == 255, 0.0, drawn / _LEVELS)
+
+
+_FAMILIES = ("rectangle", "circle", "triangle", "ellipse")
+
+
+def _fast_shapes(source, rng: np.random.Generator) -> np.ndarray:
+    size, low_size, high_size = source.size, source.min_shape_size, source.largest_shape
+    image = np.zeros((size, size))
+    count = int(rng.integers(source.min_shapes, source.max_shapes + 1))
+    for _ in range(count):
+        family = source.shape or _FAMILIES[int(rng.integers(4))]
+        value = rng.uniform(*source.intensity)
+        extent = int(rng.integers(low_size, high_size + 1))
+        if family == "rectangle":
+            height, width = extent, int(rng.integers(low_size, high_size + 1))
+            top = int(rng.integers(0, size - height + 1))
+            left = int(rng.integers(0, size - width + 1))
+            image[top : top + height, left : left + width] = value
+            continue
+        if family == "circle":
+            radii, angle = (extent / 2, extent / 2), 0.0
+        elif family == "ellipse":
+            radii = (extent / 2, int(rng.integers(low_size, high_size + 1)) / 2)
+            angle = rng.uniform(0, np.pi)
+        else:
+            radii, angle = (extent / np.sqrt(3), 0.0), rng.uniform(0, 2 * np.pi)
+        _fill(image, family, radii, angle, value, rng)
+    return image
+
+
+def _fill(image, family, radii, angle, value, rng) -> None:
+    """Fill a circle, ellipse or triangle (``radii[0]``: its circumradius) placed at random
+    where its bounding box fits."""
+    size = image.shape[0]
+    cos, sin = np.cos(angle), np.sin(angle)
+    if family == "triangle":
+        turns = angle + np.arange(3) * 2 * np.pi / 3
+        corners = radii[0] * np.stack([np.cos(turns), np.sin(turns)], axis=1)  # (row, col)
+        half = np.abs(corners).max(axis=0)
+    else:
+        a, b = radii
+        half = np.array([np.hypot(a * sin, b * cos), np.hypot(a * cos, b * sin)])  # (row, col)
+    box = np.minimum(np.ceil(2 * half).astype(int), size)
+    top = int(rng.integers(0, size - box[0] + 1))
+    left = int(rng.integers(0, size - box[1] + 1))
+    rows = np.arange(box[0])[:, None] + 0.5 - box[0] / 2
+    cols = np.arange(box[1])[None, :] + 0.5 - box[1] / 2
+    if family == "triangle":  # inside: on the same side of all three edges
+        sides = [
+            (c1 - c0) * (rows - r0) - (r1 - r0) * (cols - c0)
+            for (r0, c0), (r1, c1) in zip(corners, np.roll(corners, -1, axis=0))
+        ]
+        inside = (np.minimum.reduce(sides) >= 0) | (np.maximum.reduce(sides) <= 0)
+    else:
+        u = (rows * sin + cols * cos) / radii[0]
+        v = (rows * cos - cols * sin) / radii[1]
+        inside = u * u + v * v <= 1
+    image[top : top + box[0], left : left + box[1]][inside] = value
 
 
 def circular_mask(size: int) -> np.ndarray:
