@@ -216,8 +216,52 @@ class XRDCTSource(_Strict):
         return self
 
 
+class ParticlesSource(_Strict):
+    """Catalyst bodies in one contrast: the ``particles`` phantom of the XRD-CT simulation
+    (a support with cores, shells or spread loadings of other phases), each phase's
+    fraction map weighted by its contrast. Images of one family, alike from sample to sample,
+    unlike random shapes."""
+
+    kind: Literal["particles"]
+    size: int = Field(ge=8, le=4096, description="ground-truth image is size × size pixels")
+    contrasts: tuple[float, ...] = Field(
+        (0.35, 1.0, 0.65),
+        min_length=1,
+        description="value of each phase at fraction 1, in [0, 1]: the support first, then "
+        "the phases it carries (their number is the number of phases)",
+    )
+    particles: tuple[int, int] = Field(
+        (2, 5), description="fewest and most bodies per image (fewer if they do not fit)"
+    )
+    radius: tuple[float, float] = Field(
+        (0.08, 0.22), description="range of a body's radius, as a fraction of the size"
+    )
+    loading: tuple[float, float] = Field(
+        (0.3, 1.0), description="range of the fraction of a carried phase where it lies"
+    )
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> ParticlesSource:
+        if not all(0.0 <= value <= 1.0 for value in self.contrasts):
+            msg = f"contrasts must lie in [0, 1], got {list(self.contrasts)}"
+            raise ValueError(msg)
+        fewest, most = self.particles
+        if not 1 <= fewest <= most:
+            msg = f"particles must satisfy 1 <= fewest <= most, got {[fewest, most]}"
+            raise ValueError(msg)
+        low, high = self.radius
+        if not 0.0 < low <= high < 0.5:
+            msg = f"radius must satisfy 0 < low <= high < 0.5, got {[low, high]}"
+            raise ValueError(msg)
+        low, high = self.loading
+        if not 0.0 < low <= high <= 1.0:
+            msg = f"loading must satisfy 0 < low <= high <= 1, got {[low, high]}"
+            raise ValueError(msg)
+        return self
+
+
 Source = Annotated[
-    Union[ShapesSource, DIV2KSource, ExperimentalSource, XRDCTSource],
+    Union[ShapesSource, DIV2KSource, ExperimentalSource, XRDCTSource, ParticlesSource],
     Field(discriminator="kind"),
 ]
 
@@ -443,6 +487,7 @@ _TAGGED = {
     "div2k": DIV2KSource,
     "experimental": ExperimentalSource,
     "xrdct": XRDCTSource,
+    "particles": ParticlesSource,
     "counting": CountingNoise,
     "air": AirNoise,
     "poisson": PoissonNoise,

@@ -67,5 +67,9 @@ def _module(source):
         from tomobench.sources import xrdct
 
         return xrdct
+    if source.kind == "particles":
+        from tomobench.sources import particles
+
+        return particles
     msg = f"no source of kind {source.kind!r}"  # the recipe schema prevents this
     raise ValueError(msg)
