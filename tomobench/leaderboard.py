@@ -33,7 +33,7 @@ from pydantic import (
 from tomobench.errors import LeaderboardError
 from tomobench.metrics import METRICS
 from tomobench.recipe import SPLITS
-from tomobench.score import STATISTICS, Report, _write_text, format_value, summarise
+from tomobench.score import STATISTICS, Report, format_value, summarise, write_text
 
 __all__ = [
     "Entry",
@@ -184,7 +184,7 @@ def write_entry(directory: str | Path, entry: Entry, *, overwrite: bool = False)
         )
         raise LeaderboardError(msg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text(path, _entry_text(entry))
+    write_text(path, _entry_text(entry))
     return path
 
 
@@ -346,7 +346,7 @@ def _cell(text: str) -> str:
 def write_readme(directory: str | Path) -> Path:
     """Render the leaderboard into ``DIR/README.md`` (atomically); return its path."""
     directory = Path(directory)
-    return _write_text(directory / README, render(directory))
+    return write_text(directory / README, render(directory))
 
 
 def check_readme(directory: str | Path) -> bool:

@@ -34,10 +34,14 @@ __all__ = [
     "STATISTICS",
     "Report",
     "check_submission",
+    "format_value",
+    "jsonable",
+    "per_sample_scores",
     "read_submission",
     "score",
     "summarise",
     "write_submission",
+    "write_text",
 ]
 
 KEY = "reconstructions"
@@ -318,7 +322,9 @@ def summarise(values: np.ndarray) -> dict[str, float]:
         }
 
 
-def _per_sample(reference: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
+def per_sample_scores(reference: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric of :data:`~tomobench.metrics.METRICS` for each image of ``test``
+    against ``reference`` (same shape), with the fixed conventions: name → (n,) values."""
     return {
         name: np.asarray(metric.function(reference, test, data_range=CONVENTIONS["data_range"]))
         for name, metric in METRICS.items()
@@ -376,14 +382,14 @@ class Report:
             entry = {
                 "higher_is_better": self.higher_is_better[name],
                 "unit": self.units[name],
-                "submission": _jsonable(summarise(self.scores[name])),
+                "submission": jsonable(summarise(self.scores[name])),
             }
             if self.baseline_scores is not None:
-                entry["baseline"] = _jsonable(summarise(self.baseline_scores[name]))
+                entry["baseline"] = jsonable(summarise(self.baseline_scores[name]))
             metrics[name] = entry
-        per_sample = {"submission": {k: _jsonable(v) for k, v in self.scores.items()}}
+        per_sample = {"submission": {k: jsonable(v) for k, v in self.scores.items()}}
         if self.baseline_scores is not None:
-            per_sample["baseline"] = {k: _jsonable(v) for k, v in self.baseline_scores.items()}
+            per_sample["baseline"] = {k: jsonable(v) for k, v in self.baseline_scores.items()}
         return {
             "report_format": 1,
             "tomobench_version": self.tomobench_version,
@@ -403,7 +409,7 @@ class Report:
     def write_json(self, path: str | Path) -> Path:
         """Write :meth:`to_json` to ``path`` (atomically); return the path."""
         text = json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n"
-        return _write_text(Path(path), text)
+        return write_text(Path(path), text)
 
     def write_csv(self, path: str | Path) -> Path:
         """One row per sample: its index, then each metric of the submission and the
@@ -463,12 +469,12 @@ def format_value(value: float | None, unit: str = "") -> str:
     return f"{value:.2f}" if unit == "dB" else f"{value:.4f}"
 
 
-def _jsonable(values):
+def jsonable(values):
     """Floats (or a dict / array of them) made JSON-safe: ±inf → "inf"/"-inf", NaN → None."""
     if isinstance(values, dict):
-        return {key: _jsonable(value) for key, value in values.items()}
+        return {key: jsonable(value) for key, value in values.items()}
     if isinstance(values, np.ndarray):
-        return [_jsonable(float(value)) for value in values.tolist()]
+        return [jsonable(float(value)) for value in values.tolist()]
     value = float(values)
     if math.isnan(value):
         return None
@@ -477,7 +483,7 @@ def _jsonable(values):
     return value
 
 
-def _write_text(path: Path, text: str) -> Path:
+def write_text(path: Path, text: str) -> Path:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         temporary.write_text(text)
@@ -525,12 +531,13 @@ def score(
             read_submission(submission_path), library, split, source=submission_path
         )
         images = library[f"{split}/images"][...]
-        scores = _per_sample(images, array)
+        scores = per_sample_scores(images, array)
         baseline_scores = None
         if baseline is not None:
             from tomobench import baselines
 
-            baseline_scores = _per_sample(images, baselines.run(baseline, library, split=split))
+            reconstructions = baselines.run(baseline, library, split=split)
+            baseline_scores = per_sample_scores(images, reconstructions)
         return Report(
             library=recipe.name,
             library_path=str(library.path),
