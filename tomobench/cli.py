@@ -204,6 +204,79 @@ def score(
         out.print(f"leaderboard entry: {entry}")
 
 
+def _models():
+    """:mod:`tomobench.models`, or a one-line error if its extra is not installed."""
+    try:
+        import tomobench.models as models
+    except ImportError as error:
+        raise TomobenchError(str(error)) from None
+    return models
+
+
+@app.command()
+@_user_errors
+def train(
+    config: Path = typer.Argument(..., help="training config (YAML)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar, no per-epoch lines"),
+) -> None:
+    """Train a model as a config says (or resume its interrupted run) into its run folder."""
+    models = _models()
+    started = time.perf_counter()
+    run = models.train(config, verbose=0 if quiet else "auto")
+    info = json.loads((run / "run.json").read_text())
+    best = info["best_monitored_loss"]
+    out.print(
+        f"trained {info['model']} ({info['parameters']:,} parameters) on "
+        f"{info['library']['name']}: {info['epochs_completed']} epochs"
+        f"{' (stopped early)' if info['stopped_early'] else ''}, best epoch "
+        f"{info['best_epoch']} (monitored loss {best:.5f}); {run} "
+        f"({time.perf_counter() - started:.0f} s)"
+    )
+
+
+@app.command()
+@_user_errors
+def predict(
+    run: Path = typer.Argument(..., help="run folder written by tomobench train"),
+    library: Path = typer.Argument(..., help="library (*.h5 or *.zarr)"),
+    out_path: Path = typer.Option(..., "--out", help="submission to write (.npy, .h5, .zarr)"),
+    split: str = typer.Option("test", "--split"),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="samples per model call"),
+) -> None:
+    """Reconstruct a split with a trained model and write it as a submission."""
+    models = _models()
+    started = time.perf_counter()
+    path = models.predict(run, library, split=split, out=out_path, batch_size=batch_size)
+    seconds = time.perf_counter() - started
+    out.print(f"wrote {path}: {run} on split {split} of {library} in {seconds:.1f} s")
+
+
+@app.command()
+@_user_errors
+def cross(
+    paths: list[Path] = typer.Argument(
+        ..., help="run folders (they hold config.yaml) and libraries, in any order"
+    ),
+    split: str = typer.Option("test", "--split"),
+    fbp: list[str] = typer.Option(
+        ["ram-lak"], "--fbp", help="an FBP filter to score beside the runs (repeat)"
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="write the table as JSON"),
+    markdown: Path | None = typer.Option(None, "--markdown", help="write Markdown tables"),
+) -> None:
+    """Score every trained run on every library (train on A, test on B), beside FBP."""
+    models = _models()
+    runs = [path for path in paths if (path / "config.yaml").is_file()]
+    libraries = [path for path in paths if path not in runs]
+    table = models.cross(runs, libraries, split=split, fbp_filters=tuple(fbp))
+    for rendered in table.tables():
+        out.print(rendered)
+    if json_path is not None:
+        out.print(f"table: {table.write_json(json_path)}")
+    if markdown is not None:
+        out.print(f"markdown: {table.write_markdown(markdown)}")
+
+
 @app.command("leaderboard")
 @_user_errors
 def leaderboard_command(

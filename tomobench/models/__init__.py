@@ -1,0 +1,74 @@
+"""Learned reconstruction baselines (Keras 3 on TensorFlow): models, input pipeline,
+training and prediction.
+
+- :data:`MODELS` / :func:`build_model`: ``cnn_reconstruct`` (report §6.2),
+  ``dense_reconstruct`` and ``automap`` (Zhu et al. 2018), sized from a library;
+- :mod:`~tomobench.models.data`: ``tf.data`` streaming of a split, chunk by chunk, and the
+  sinogram normalisation stored with a run;
+- :func:`train`: a YAML config → a run folder (model, config, normalisation, history,
+  checkpoints; an interrupted run resumes);
+- :func:`predict`: a run folder + a library split → a submission ``tomobench score``
+  accepts;
+- :func:`cross`: every run scored on every library (train on A, test on B), beside FBP.
+
+Needs the ``models`` extra: ``pip install 'tomobench[models]'``.
+"""
+
+import os
+
+# The TensorFlow backend (the input pipeline is tf.data), unless the user chose another.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# TensorFlow's C++ log lines (CPU features, a missing CUDA driver) are not for users; Python
+# errors still surface. TF_CPP_MIN_LOG_LEVEL=0 brings them back.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from tomobench.models._startup import native_stderr_silenced
+
+try:
+    with native_stderr_silenced():
+        import keras
+        import tensorflow  # noqa: F401  (the input pipeline is tf.data)
+except ImportError as error:  # pragma: no cover - depends on the environment
+    msg = (
+        "tomobench.models needs TensorFlow and Keras 3, which are not installed: "
+        "pip install 'tomobench[models]'"
+    )
+    raise ImportError(msg) from error
+
+if int(keras.__version__.split(".")[0]) < 3:  # pragma: no cover
+    msg = f"tomobench.models needs Keras 3, found Keras {keras.__version__}"
+    raise ImportError(msg)
+
+from tomobench.models import losses  # noqa: F401  (registers the rmse loss)
+from tomobench.models.automap import automap
+from tomobench.models.cnn import cnn_reconstruct
+from tomobench.models.config import TrainConfig, load_config, parse_config
+from tomobench.models.cross import CrossTable, cross
+from tomobench.models.data import Normalisation, SplitStream
+from tomobench.models.dense import dense_reconstruct
+from tomobench.models.errors import ConfigError, RunError
+from tomobench.models.predict import load_run, predict, reconstruct, reconstruct_split
+from tomobench.models.registry import MODELS, build_model
+from tomobench.models.train import train
+
+__all__ = [
+    "MODELS",
+    "ConfigError",
+    "CrossTable",
+    "Normalisation",
+    "RunError",
+    "SplitStream",
+    "TrainConfig",
+    "automap",
+    "build_model",
+    "cnn_reconstruct",
+    "cross",
+    "dense_reconstruct",
+    "load_config",
+    "load_run",
+    "parse_config",
+    "predict",
+    "reconstruct",
+    "reconstruct_split",
+    "train",
+]

@@ -1,0 +1,124 @@
+"""Training configs: YAML validated into a :class:`TrainConfig`.
+
+As for recipes, unknown keys are errors and every error names the field path
+(``learning_rate``, ``options.dropout``) and what is allowed there. Paths in a config
+(``library``, ``run``) are used as written: relative ones are relative to the folder the
+command runs in, like a command-line argument.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tomobench.models.errors import ConfigError
+from tomobench.models.registry import MODELS, describe_error, option_names, validate_options
+
+__all__ = ["TrainConfig", "dump_config", "load_config", "parse_config"]
+
+Split = Literal["train", "val", "test"]
+
+
+class TrainConfig(BaseModel):
+    """What ``tomobench train`` trains, on what, how, and where it writes the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description=f"model name: {', '.join(MODELS)}")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword options of the model's factory"
+    )
+    library: str = Field(min_length=1, description="training library (*.h5 or *.zarr)")
+    train_split: Split = Field("train", description="split to train on")
+    validation_split: Split | None = Field(
+        "val", description="split for validation loss and early stopping (null: none)"
+    )
+    loss: Literal["rmse", "mse", "mae"] = Field("rmse", description="per-image loss")
+    optimiser: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam"
+    learning_rate: float = Field(0.00025, gt=0, le=1)
+    batch_size: int = Field(32, ge=1, le=65536)
+    epochs: int = Field(
+        10,
+        ge=1,
+        le=1_000_000,
+        description="epochs in all (a resumed run continues up to this many)",
+    )
+    early_stopping: int | None = Field(
+        10,
+        ge=1,
+        description="stop after this many epochs without a lower monitored loss "
+        "(validation loss, or training loss without validation); null: never",
+    )
+    seed: int = Field(0, ge=0, lt=2**32, description="seeds chunk order, shuffling, weights")
+    shuffle_buffer: int = Field(1000, ge=1, description="samples permuted together")
+    normalisation_chunks: int = Field(
+        8, ge=1, description="training chunks the sinogram mean and std are computed from"
+    )
+    run: str = Field(min_length=1, description="run folder to write (or resume)")
+
+    @model_validator(mode="after")
+    def _check_model(self) -> TrainConfig:
+        if self.model not in MODELS:
+            msg = f"model: unknown model {self.model!r} (known: {', '.join(MODELS)})"
+            raise ValueError(msg)
+        try:
+            self.options = validate_options(self.model, self.options)
+        except ValidationError as error:
+            problems = "; ".join(
+                describe_error(item, prefix="options", allowed=lambda _: option_names(self.model))
+                for item in error.errors()
+            )
+            raise ValueError(problems) from None
+        if self.validation_split == self.train_split:
+            msg = f"validation_split: must differ from train_split ({self.train_split!r})"
+            raise ValueError(msg)
+        return self
+
+
+def _allowed(loc: tuple) -> str | None:
+    return ", ".join(TrainConfig.model_fields) if not loc else None
+
+
+def parse_config(data: object, *, origin: str = "config") -> TrainConfig:
+    """Validate a mapping (parsed YAML) into a :class:`TrainConfig`; a
+    :class:`~tomobench.models.errors.ConfigError` names ``origin`` and each bad field."""
+    if not isinstance(data, dict):
+        msg = f"{origin}: a config must be a mapping of fields, got {type(data).__name__}"
+        raise ConfigError(msg)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(_describe(item) for item in error.errors())
+        msg = f"{origin}: {problems}"
+        raise ConfigError(msg) from None
+
+
+def _describe(item: dict) -> str:
+    if not item["loc"]:  # raised by _check_model, the message already names the field
+        return item["msg"].removeprefix("Value error, ")
+    return describe_error(item, allowed=_allowed)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training config from a YAML file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        msg = f"config {path}: not valid YAML{where}: {getattr(error, 'problem', error)}"
+        raise ConfigError(msg) from None
+    except OSError as error:
+        msg = f"config {path}: cannot be read: {error.strerror or error}"
+        raise ConfigError(msg) from None
+    return parse_config(data, origin=f"config {path}")
+
+
+def dump_config(config: TrainConfig) -> str:
+    """The config as YAML, every default filled in (what a run folder's ``config.yaml``
+    holds; :func:`load_config` reads it back to an equal config)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,153 @@
+"""The model registry: names → factories, and building a model for a library.
+
+Every factory is ``factory(angles, detector, size, *, option=default, ...)`` and returns a
+functional :class:`keras.Model` from sinograms ``(batch, angles, detector)`` to images
+``(batch, size, size)``. Its keyword-only options, with their annotations, are the options a
+training config may give; :func:`options_schema` turns them into a pydantic model so that a
+config is checked (unknown option, wrong type, out of range) before anything is built.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import keras
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from tomobench.models.automap import automap
+from tomobench.models.cnn import cnn_reconstruct
+from tomobench.models.dense import dense_reconstruct
+from tomobench.models.errors import ConfigError
+
+__all__ = ["MODELS", "build_model", "library_shapes", "options_schema", "validate_options"]
+
+MODELS: dict[str, Callable[..., keras.Model]] = {
+    "cnn_reconstruct": cnn_reconstruct,
+    "dense_reconstruct": dense_reconstruct,
+    "automap": automap,
+}
+"""Model names (as a training config gives them) and their factories."""
+
+
+def _factory(name: str) -> Callable[..., keras.Model]:
+    if name not in MODELS:
+        msg = f"unknown model {name!r} (known: {', '.join(MODELS)})"
+        raise ConfigError(msg)
+    return MODELS[name]
+
+
+@functools.cache
+def options_schema(name: str) -> type[BaseModel]:
+    """A pydantic model of the keyword-only options of model ``name`` (unknown keys are
+    refused), built from the factory's signature and annotations."""
+    factory = _factory(name)
+    hints = typing.get_type_hints(factory, include_extras=True)
+    fields = {
+        parameter.name: (hints[parameter.name], parameter.default)
+        for parameter in inspect.signature(factory).parameters.values()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    return create_model(
+        f"{name}_options", __config__=ConfigDict(extra="forbid", frozen=True), **fields
+    )
+
+
+def option_names(name: str) -> str:
+    """The option names of model ``name``, comma-separated (for error messages)."""
+    return ", ".join(options_schema(name).model_fields)
+
+
+def validate_options(name: str, options: Mapping) -> dict:
+    """The options of model ``name`` checked and with every default filled in.
+
+    Raises :class:`pydantic.ValidationError` (its locations are option names).
+    """
+    return options_schema(name).model_validate(dict(options)).model_dump()
+
+
+def library_shapes(library_or_shapes) -> tuple[int, int, int]:
+    """``(angles, detector, size)`` of a library (an open :class:`~tomobench.Library` or a
+    path to one) or of a ``(angles, detector, size)`` tuple or mapping."""
+    if isinstance(library_or_shapes, Mapping):
+        try:
+            shapes = tuple(library_or_shapes[key] for key in ("angles", "detector", "size"))
+        except KeyError as error:
+            msg = f"shapes need angles, detector and size; {error.args[0]!r} is missing"
+            raise ConfigError(msg) from None
+    elif isinstance(library_or_shapes, (str, Path)):
+        from tomobench.store import open_library
+
+        with open_library(library_or_shapes) as library:
+            return library_shapes(library)
+    elif isinstance(library_or_shapes, (tuple, list)):
+        shapes = tuple(library_or_shapes)
+    else:
+        return _shapes_of_library(library_or_shapes)
+    if len(shapes) != 3 or not all(
+        isinstance(value, int) and not isinstance(value, bool) and value > 0 for value in shapes
+    ):
+        msg = f"shapes must be three positive integers (angles, detector, size), got {shapes!r}"
+        raise ConfigError(msg)
+    return shapes
+
+
+def _shapes_of_library(library) -> tuple[int, int, int]:
+    splits = library.splits
+    if not splits:
+        msg = f"{library.path}: the library holds no split"
+        raise ConfigError(msg)
+    arrays = library.arrays(splits[0])
+    sinograms, images = arrays["sinograms"].shape[1:], arrays["images"].shape[1:]
+    if len(sinograms) != 2 or len(images) != 2 or images[0] != images[1]:
+        msg = (
+            f"{library.path}: models take single-channel sinograms (angles, detector) and "
+            f"square images, but this library has sinograms {tuple(sinograms)} and images "
+            f"{tuple(images)} per sample"
+        )
+        raise ConfigError(msg)
+    return int(sinograms[0]), int(sinograms[1]), int(images[0])
+
+
+def build_model(name: str, library_or_shapes, **options) -> keras.Model:
+    """Model ``name`` of :data:`MODELS` sized for a library (or for ``(angles, detector,
+    size)``), with ``options`` passed to its factory after they are checked.
+
+    Raises :class:`~tomobench.models.errors.ConfigError` for an unknown model or option
+    or an invalid option value, naming it.
+    """
+    factory = _factory(name)
+    try:
+        checked = validate_options(name, options)
+    except ValidationError as error:
+        problems = "; ".join(
+            describe_error(item, prefix="options", allowed=lambda _: option_names(name))
+            for item in error.errors()
+        )
+        msg = f"model {name}: {problems}"
+        raise ConfigError(msg) from None
+    return factory(*library_shapes(library_or_shapes), **checked)
+
+
+def describe_error(item: dict, *, prefix: str = "", allowed: Callable | None = None) -> str:
+    """One pydantic error as ``field.path: what is wrong (got value)``."""
+    parts = [prefix] if prefix else []
+    for part in item["loc"]:
+        if isinstance(part, int) and parts:
+            parts[-1] += f"[{part}]"
+        else:
+            parts.append(str(part))
+    path = ".".join(parts) or "config"
+    kind = item["type"]
+    if kind == "extra_forbidden":
+        names = allowed(tuple(item["loc"][:-1])) if allowed is not None else None
+        return f"{path}: unknown field" + (f" (allowed here: {names})" if names else "")
+    if kind == "missing":
+        return f"{path}: field required"
+    message = item["msg"].removeprefix("Value error, ")
+    if "input" not in item or isinstance(item["input"], (dict, list)):
+        return f"{path}: {message}"
+    return f"{path}: {message} (got {item['input']!r})"
