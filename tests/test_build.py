@@ -115,13 +115,19 @@ def test_zarr_library_reads_with_plain_zarr(tmp_path):
     assert "_build" not in group
 
 
-def test_splits_can_be_built_one_at_a_time(tiny_library, tmp_path):
-    path = tmp_path / "some.h5"
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
+@pytest.mark.parametrize("then", [["val", "train"], None], ids=["the-others", "all"])
+def test_splits_can_be_built_one_at_a_time(tiny_library, tmp_path, suffix, then):
+    path = tmp_path / f"some{suffix}"
     build(make_recipe(), path, splits=["test"])
     with open_library(path) as library:
         assert library.splits == ["test"] and library.complete
-    build(make_recipe(), path, splits=["val", "train"])
+    build(make_recipe(), path, splits=then)  # None: every split, the finished one too
+    with open_library(path) as library:
+        assert library.splits == ["train", "val", "test"] and library.complete
+        assert all(library.chunks_done(split) == (3, 3) for split in ("train", "test"))
     whole = read_all(tiny_library)
+    assert set(read_all(path)) == set(whole)
     for key, values in read_all(path).items():
         assert np.array_equal(values, whole[key])
 

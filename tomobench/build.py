@@ -292,7 +292,15 @@ def _open_for_build(path: Path, recipe: Recipe, backend: str, wanted: list[str])
             _check_same(library, recipe, backend)
             if set(wanted) <= set(library.splits):
                 return None, recipe
-        os.replace(path, partial)  # add splits to a finished library: it is partial again
+            built, chunk = library.splits, library.recipe.output.chunk
+            counts = {split: library.recipe.splits[split] for split in built}
+        # add splits to a finished library: it becomes partial again, its splits all written
+        store = open_store(path, "r+")
+        with _write_errors(store):
+            for split in built:
+                store.mark_written(split, chunk_count(counts[split], chunk))
+            store.close()
+        os.replace(path, partial)
     existed = partial.exists() and _usable_partial(partial)
     if existed:
         with open_library(partial) as library:

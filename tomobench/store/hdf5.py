@@ -72,6 +72,14 @@ class HDF5Store:
         )
         self._file.flush()
 
+    def mark_written(self, split: str, chunks: int) -> None:
+        """Flag every chunk of ``split`` written (a finished split that a build reopens)."""
+        group = self._file.require_group(BUILD_GROUP)
+        if split in group:
+            del group[split]
+        group.create_dataset(split, data=np.ones(chunks, dtype="u1"))
+        self._file.flush()
+
     def write_chunk(self, split: str, index: int, start: int, arrays: dict) -> None:
         for name, values in arrays.items():
             self._file[f"{split}/{name}"][start : start + len(values)] = values

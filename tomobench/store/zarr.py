@@ -67,6 +67,12 @@ class ZarrStore:
             split, shape=(chunks,), dtype="u1", chunks=(1,), fill_value=0
         )
 
+    def mark_written(self, split: str, chunks: int) -> None:
+        """Flag every chunk of ``split`` written (a finished split that a build reopens)."""
+        self._group.require_group(BUILD_GROUP).create_array(
+            split, shape=(chunks,), dtype="u1", chunks=(1,), fill_value=1, overwrite=True
+        )
+
     def write_chunk(self, split: str, index: int, start: int, arrays: dict) -> None:
         for name, values in arrays.items():
             self._group[f"{split}/{name}"][start : start + len(values)] = values
