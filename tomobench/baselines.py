@@ -160,15 +160,25 @@ _ALGORITHMS = {"fbp": fbp, "sirt": sirt, "cgls": cgls}
 
 def run(method: str, library, *, split: str = "test", indices=None, **options) -> np.ndarray:
     """Reconstruct a split of a library (or the samples ``indices`` of it) with ``method``,
-    using the geometry and projection model of the library's recipe: (N, H, W) float32."""
+    using the geometry and projection model of the library's recipe: (N, H, W) float32, or
+    (N, H, W, C) for a hyperspectral library, each channel reconstructed on its own (the C
+    channel sinograms of a sample go through the algorithm as one batch)."""
     if method not in _ALGORITHMS:
         msg = f"unknown baseline {method!r} (allowed: {', '.join(METHODS)})"
         raise RecipeError(msg)
     recipe = library.recipe
-    sinograms = library[f"{split}/sinograms"]
-    if indices is None:
-        data = sinograms[...]
-    else:
-        data = np.stack([sinograms[int(index)] for index in indices])
+    algorithm, geometry = _ALGORITHMS[method], from_recipe(recipe)
     options.setdefault("model", recipe.geometry.projector)
-    return _ALGORITHMS[method](data, from_recipe(recipe), **options)
+    sinograms = library[f"{split}/sinograms"]
+    if sinograms.ndim == 3:
+        if indices is None:
+            data = sinograms[...]
+        else:
+            data = np.stack([sinograms[int(index)] for index in indices])
+        return algorithm(data, geometry, **options)
+    indices = range(sinograms.shape[0]) if indices is None else [int(i) for i in indices]
+    images = np.empty((len(indices), *geometry.image_shape, sinograms.shape[-1]), np.float32)
+    for position, index in enumerate(indices):
+        channels = np.moveaxis(np.asarray(sinograms[index], dtype=np.float32), -1, 0)
+        images[position] = np.moveaxis(algorithm(channels, geometry, **options), 0, -1)
+    return images
