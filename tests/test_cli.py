@@ -123,9 +123,17 @@ def test_readme_test_command_is_what_ci_runs():
     assert os.access(ROOT / ".ci" / "run", os.X_OK)
 
 
-@pytest.mark.parametrize("args", [["build"], ["build", "x", "--workers", "0"]])
-def test_usage_errors_exit_2(args):
-    assert runner.invoke(app, args).exit_code == 2
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["build"], "Missing argument 'recipe'; see tomobench build --help"),
+        (["build", "x", "--workers", "0"], "Invalid value for '--workers'"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+        (["score", "a.npy", "lib.h5", "--colour"], "No such option: --colour"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(args, words):
+    assert_one_line_error(tomobench(*args), words)
 
 
 def test_baseline_score_and_leaderboard(tmp_path, tiny_library):

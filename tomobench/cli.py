@@ -382,7 +382,34 @@ def demo(
 
 
 def main() -> None:
-    app(prog_name="tomobench")
+    """The ``tomobench`` command. A usage error (an unknown option, a value out of range)
+    ends, like every error a user can fix, with one line on stderr and exit code 2."""
+    args = sys.argv[1:] or ["--help"]
+    try:
+        code = app(args=args, prog_name="tomobench", standalone_mode=False)
+    except typer.Abort:
+        err.print("interrupted", highlight=False)
+        code = 130
+    except _usage_errors() as error:
+        context = getattr(error, "ctx", None)
+        where = f"; see {context.command_path} --help" if context is not None else ""
+        message = f"error: {error.format_message().rstrip('.')}{where}"
+        err.print(message, markup=False, highlight=False, soft_wrap=True)
+        code = getattr(error, "exit_code", 2)
+    sys.exit(code or 0)
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The classes of the command-line parser's errors: typer's own (it carries its own
+    click) and, for older typer, click's."""
+    kinds = [getattr(typer, "TyperException", None)]
+    try:
+        import click
+
+        kinds.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(kind for kind in kinds if kind is not None)
 
 
 if __name__ == "__main__":
