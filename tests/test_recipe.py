@@ -69,6 +69,7 @@ def test_unknown_choice_lists_the_allowed_values():
         ({"source": {**TINY["source"], "min_shapes": 6, "max_shapes": 2}}, "min_shapes (6)"),
         ({"source": {**TINY["source"], "max_shape_size": 40}}, "max_shape_size <= size"),
         ({"source": {**TINY["source"], "intensity": [0.5, 1.5]}}, "intensity"),
+        ({"source": {**TINY["source"], "allow_overlap": False}}, "needs generator: skimage"),
         ({"downsample": [3]}, "downsample factor 3"),
         ({"splits": {"test": 0}}, "no samples"),
         ({"splits": {"tests": 3}}, "splits.tests"),

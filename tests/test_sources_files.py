@@ -2,7 +2,6 @@
 
 import hashlib
 import io
-import json
 import zipfile
 
 import h5py
@@ -197,7 +196,6 @@ def test_experimental_errors(stack, tmp_path):
         build(recipe_of(experimental(), {"val": 1}), tmp_path / "e.h5")
     with pytest.raises(RecipeError, match="splits must not share"):
         recipe_of(experimental(slices={"train": ["slice_a"], "test": ["slice_a"]}), {"test": 1})
-    json.dumps(experimental())
 
 
 def test_an_xrdct_stack_gives_a_hyperspectral_library(registry, tmp_path):

@@ -269,8 +269,9 @@ def render(directory: str | Path) -> str:
         "",
         f"Rendered from `{ENTRIES}/*.json` by `tomobench leaderboard`; do not edit by hand.",
         "Each cell is the mean ± std (population) of a metric over the split's samples, "
-        "scored with data_range 1 and SSIM as in Wang et al. 2004 (see DESIGN.md, "
-        '"Scoring conventions"). ↑: higher is better; ↓: lower is better.',
+        "scored with data_range 1 and SSIM as in Wang et al. 2004 (see "
+        "[the conventions](../docs/scoring.md#conventions)). "
+        "↑: higher is better; ↓: lower is better.",
         "",
     ]
     if not entries:

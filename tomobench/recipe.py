@@ -26,8 +26,9 @@ class _Strict(BaseModel):
 
 
 class ShapesSource(_Strict):
-    """Random shapes drawn with ``skimage.draw.random_shapes`` (rectangles, circles,
-    triangles, ellipses), then optionally masked, noised and smoothed."""
+    """Random shapes (rectangles, circles, triangles, ellipses), drawn by tomobench's fast
+    generator or by ``skimage.draw.random_shapes``, then optionally masked, noised and
+    smoothed."""
 
     kind: Literal["shapes"]
     size: int = Field(ge=8, le=4096, description="ground-truth image is size × size pixels")
@@ -76,6 +77,9 @@ class ShapesSource(_Strict):
         low, high = self.intensity
         if not 0.0 <= low <= high <= 1.0:
             msg = f"intensity must satisfy 0 <= low <= high <= 1, got {list(self.intensity)}"
+            raise ValueError(msg)
+        if not self.allow_overlap and self.generator != "skimage":
+            msg = "allow_overlap: false needs generator: skimage (the fast generator overlaps)"
             raise ValueError(msg)
         return self
 

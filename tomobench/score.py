@@ -67,7 +67,7 @@ CONVENTIONS = {
     "infinity": "an exact reconstruction has PSNR +inf, written in JSON as the string 'inf'; "
     "a statistic that is undefined (the std of values including an infinity) is null",
 }
-"""The scoring conventions every report states (see DESIGN.md, "Scoring conventions")."""
+"""The scoring conventions every report states (docs/scoring.md, "Conventions")."""
 
 
 # -- writing and reading submissions ---------------------------------------------------------

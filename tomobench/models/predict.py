@@ -3,7 +3,7 @@
 The sinograms are read one storage chunk at a time, normalised with the run's own
 ``normalisation.json`` (the values computed from its training split, whatever library is
 predicted on), passed through ``model.keras`` in inference mode (dropout off), and the
-images clipped to [0, 1], the range of every ground truth (DESIGN.md): a value outside it
+images clipped to [0, 1], the range of every ground truth (docs/format.md): a value outside it
 is an error whatever the truth, so clipping can only lower each pixel's error.
 """
 

@@ -33,7 +33,7 @@ def draw(source, rng: np.random.Generator) -> np.ndarray:
     """One image of the ``shapes`` source: float32, size × size, values in [0, 1].
 
     Steps, each only if the source asks for it: shapes on a zero background (values drawn
-    uniformly in ``intensity``, quantised to 1/254 as skimage draws uint8), a circular
+    uniformly in ``intensity``; the ``skimage`` generator quantises them to 1/254), a circular
     field-of-view mask, Poisson noise on the image, Gaussian smoothing, and division by
     the maximum. Values are clipped to [0, 1] at the end.
     """
