@@ -155,3 +155,51 @@ def test_fbp_scores_and_figures_a_hyperspectral_library_channel_by_channel(libra
     assert report.baseline_scores["psnr"].shape == (2,)  # FBP beside it, per channel too
     figure = show(library, [tmp_path / "fbp.npy"], samples=2, out=tmp_path / "fig.png")
     assert figure.stat().st_size > 0
+
+
+def test_a_recipe_gives_phases_in_full_and_the_phase_maps_of_a_masks_file(tmp_path):
+    # two phases of the recipe's own: one by its d-spacing, one by its lattice, each filling
+    # one half of a disc; every sample has these maps (only sizes and strains are drawn)
+    rows, cols = np.mgrid[:24, :24]
+    disc = np.hypot(rows - 11.5, cols - 11.5) < 9
+    masks = np.stack([disc & (cols < 12), disc & (cols >= 12)]).astype(np.float32)
+    np.save(tmp_path / "masks.npy", masks)
+    phases = [
+        {"name": "d2", "d_list": [[2.0, 100]]},
+        {"name": "tetra", "crystal_system": "tetragonal", "a": 3.0, "c": 5.0,
+         "reflections": [[1, 0, 1, 100]]},
+    ]
+    source = {**XRDCT["source"], "phases": phases, "phantom": "masks",
+              "masks": str(tmp_path / "masks.npy"), "strain_range": [0, 0]}
+    path = build(recipe(source=source), tmp_path / "own.h5")
+    with h5py.File(path, "r") as file:
+        assert json.loads(file.attrs["phases"]) == ["d2", "tetra"]
+        np.testing.assert_array_equal(file["train/phase_fractions"][1], masks)
+        cube, two_theta = file["train/images"][0], file["two_theta"][...]
+    wavelength = 12.398419843320026 / 60
+    d101 = 1 / np.sqrt(1 / 3.0**2 + 1 / 5.0**2)  # tetragonal (101)
+    for (row, col), d in (((11, 6), 2.0), ((11, 17), d101)):
+        expected = np.degrees(2 * np.arcsin(wavelength / (2 * d)))
+        assert abs(two_theta[np.argmax(cube[row, col])] - expected) <= two_theta[1] - two_theta[0]
+
+
+def test_bad_phase_definitions_and_masks_are_named(tmp_path):
+    base = XRDCT["source"]
+    cases = [
+        ({"phases": [{"name": "x", "crystal_system": "hexagonal", "a": 3.0,
+                      "reflections": [[1, 0, 0, 100]]}]}, "needs a positive c"),
+        ({"phases": ["Ni", {"name": "Ni", "d_list": [[2.0, 1]]}]}, "phases repeat a name"),
+        ({"phantom": "masks"}, "give masks (a .npy file) exactly when phantom is 'masks'"),
+    ]
+    for change, words in cases:
+        with pytest.raises(RecipeError, match="source") as info:
+            recipe(source={**base, **change})
+        assert words in str(info.value)
+    np.save(tmp_path / "wrong.npy", np.ones((2, 24, 24), np.float32))  # 3 phases asked
+    wrong = recipe(source={**base, "phantom": "masks", "masks": str(tmp_path / "wrong.npy")})
+    with pytest.raises(RecipeError, match=r"source.masks: .*expected \(3, 24, 24\)"):
+        build(wrong, tmp_path / "w.h5")
+    missing = recipe(source={**base, "phantom": "masks", "masks": str(tmp_path / "none.npy")})
+    with pytest.raises(RecipeError, match="source.masks: cannot read"):
+        build(missing, tmp_path / "m.h5")
+    assert not list(tmp_path.glob("*.h5*"))

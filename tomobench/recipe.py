@@ -164,19 +164,53 @@ class ExperimentalSource(_Strict):
         return self
 
 
+class PhaseDefinition(_Strict):
+    """A phase given in full (see :class:`tomobench.xrd.Phase`): a lattice and reflections
+    (h, k, l, relative intensity), or d-spacings (d in Å, relative intensity)."""
+
+    name: str = Field(min_length=1, max_length=100, description="the phase's name")
+    crystal_system: Literal["cubic", "tetragonal", "hexagonal"] = "cubic"
+    a: float | None = Field(None, gt=0, description="lattice parameter a in Å")
+    c: float | None = Field(None, gt=0, description="lattice parameter c in Å")
+    reflections: tuple[tuple[int, int, int, float], ...] = Field(
+        (), description="(h, k, l, relative intensity) of each reflection"
+    )
+    d_list: tuple[tuple[float, float], ...] = Field(
+        (), description="or (d in Å, relative intensity) of each reflection"
+    )
+
+    @model_validator(mode="after")
+    def _check_phase(self) -> PhaseDefinition:
+        self.to_phase()  # its checks raise ValueError, naming the phase
+        return self
+
+    def to_phase(self):
+        from tomobench.xrd import Phase
+
+        return Phase(**self.model_dump())
+
+
 class XRDCTSource(_Strict):
     """Simulated XRD-CT: every pixel holds a powder diffraction pattern over a 2θ axis, made
     from phase-fraction maps and per-pixel crystallite size and strain (see docs/xrd.md)."""
 
     kind: Literal["xrdct"]
     size: int = Field(ge=8, le=1024, description="slices are size × size pixels")
-    phases: tuple[str, ...] = Field(
+    phases: tuple[str | PhaseDefinition, ...] = Field(
         ("gamma-Al2O3", "Ni", "CeO2"),
         min_length=1,
-        description="names from tomobench.xrd.PHASES; with 'particles' the first is the support",
+        description="names from tomobench.xrd.PHASES, or phases given in full; with "
+        "'particles' the first is the support",
     )
-    phantom: Literal["particles", "shapes"] = Field(
-        "particles", description="catalyst bodies (support with cores/shells) or random shapes"
+    phantom: Literal["particles", "shapes", "masks"] = Field(
+        "particles",
+        description="catalyst bodies (support with cores/shells), random shapes, or the "
+        "fractions of a masks file",
+    )
+    masks: str | None = Field(
+        None,
+        description="with phantom 'masks': a .npy file of (phases, size, size) fractions in "
+        "[0, 1], the phase maps of every sample",
     )
     energy_kev: float = Field(60.0, gt=1, le=200, description="X-ray energy")
     two_theta: tuple[float, float] = Field(
@@ -201,9 +235,19 @@ class XRDCTSource(_Strict):
     def _check_phases(self) -> XRDCTSource:
         from tomobench.xrd import PHASES
 
-        unknown = [name for name in self.phases if name not in PHASES]
+        unknown = [name for name in self.phases if isinstance(name, str) and name not in PHASES]
         if unknown:
-            msg = f"unknown phase {unknown[0]!r} (known: {', '.join(PHASES)})"
+            msg = (
+                f"unknown phase {unknown[0]!r} (known: {', '.join(PHASES)}; or give a phase "
+                "in full: name, crystal_system, a, c, reflections or d_list)"
+            )
+            raise ValueError(msg)
+        names = self.phase_names
+        if len(set(names)) != len(names):
+            msg = f"phases repeat a name: {list(names)}"
+            raise ValueError(msg)
+        if (self.phantom == "masks") != (self.masks is not None):
+            msg = "give masks (a .npy file) exactly when phantom is 'masks'"
             raise ValueError(msg)
         low, high = self.two_theta
         if not 0 < low < high < 180:
@@ -218,6 +262,10 @@ class XRDCTSource(_Strict):
             msg = "size_range_nm must be positive"
             raise ValueError(msg)
         return self
+
+    @property
+    def phase_names(self) -> tuple[str, ...]:
+        return tuple(p if isinstance(p, str) else p.name for p in self.phases)
 
 
 class ParticlesSource(_Strict):

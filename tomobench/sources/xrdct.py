@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 
 import numpy as np
 
 from tomobench import xrd
+from tomobench.errors import RecipeError
 
 
 def axis(source) -> np.ndarray:
@@ -27,7 +29,7 @@ def root_arrays(source) -> dict[str, np.ndarray]:
 
 def root_attrs(source) -> dict:
     return {
-        "phases": json.dumps(list(source.phases)),
+        "phases": json.dumps(list(source.phase_names)),
         "energy_kev": float(source.energy_kev),
         "wavelength_angstrom": float(xrd.wavelength_from_energy(source.energy_kev)),
         "spectral_axis": "two_theta (degrees)",
@@ -46,12 +48,19 @@ def sample_shapes(source) -> dict[str, tuple[int, ...]]:
     }
 
 
+def prepare(source) -> None:
+    """Read and check a masks file before any sample is drawn."""
+    if source.masks is not None:
+        _masks(source.masks, source.size, len(source.phases))
+
+
 def sampler(source, split: str):
     del split
     phases, two_theta, wavelength = _setting(source)
+    masks = None if source.masks is None else _masks(source.masks, source.size, len(phases))
 
     def draw(index: int, rng: np.random.Generator):
-        maps = xrd.phase_maps(source.phantom, source.size, len(phases), rng)
+        maps = xrd.phase_maps(source.phantom, source.size, len(phases), rng, masks=masks)
         data, truth = xrd.cube(
             maps,
             phases,
@@ -78,5 +87,20 @@ def sampler(source, split: str):
 
 @functools.cache
 def _setting(source):
-    phases = [xrd.PHASES[name] for name in source.phases]
+    phases = [xrd.PHASES[p] if isinstance(p, str) else p.to_phase() for p in source.phases]
     return phases, axis(source), xrd.wavelength_from_energy(source.energy_kev)
+
+
+@functools.cache
+def _masks(path: str, size: int, n_phases: int) -> np.ndarray:
+    """The phase maps of a masks file, (n_phases, size, size) float32, checked."""
+    try:
+        masks = np.load(Path(path), allow_pickle=False)
+    except (OSError, ValueError) as error:
+        msg = f"source.masks: cannot read {path} as a .npy array ({error})"
+        raise RecipeError(msg) from None
+    try:
+        return xrd.phase_maps("masks", size, n_phases, None, masks=masks)
+    except ValueError as error:
+        msg = f"source.masks: {path}: {error}"
+        raise RecipeError(msg) from None
