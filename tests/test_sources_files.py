@@ -232,3 +232,45 @@ def test_an_xrdct_stack_gives_a_hyperspectral_library(registry, tmp_path):
                         task="hyperspectral"), tmp_path / "y.h5")
     with pytest.raises(RecipeError, match="goes with a hyperspectral source"):
         recipe_of(source, {"test": 1})
+
+
+def test_local_sinogram_files_of_every_format_give_the_same_library(tmp_path, monkeypatch):
+    """The same two measured sinograms as HDF5 and NPZ (one key each), and as one stack
+    (S, A, D) in NPY and multi-page TIFF (slices chosen by 'start:stop'): identical images."""
+    import imageio.v3 as iio
+
+    monkeypatch.setenv("TOMOBENCH_DATA_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(5)
+    phantom = resize(shepp_logan_phantom(), (SIZE, SIZE), anti_aliasing=True)
+    rows, cols = np.mgrid[:SIZE, :SIZE]
+    disc = ((rows - 20) ** 2 + (cols - 26) ** 2 < 100).astype(np.float64)
+    sinograms = np.stack([
+        measured(phantom, offset=2.2, background=0.5, rng=rng),
+        measured(disc, offset=-1.4, background=0.3, rng=rng),
+    ])
+    with h5py.File(tmp_path / "scan.h5", "w") as file:
+        file["a"], file["b"] = sinograms
+    np.savez(tmp_path / "scan.npz", a=sinograms[0], b=sinograms[1])
+    np.save(tmp_path / "scan.npy", sinograms)
+    iio.imwrite(tmp_path / "scan.tif", sinograms)
+    by_key = {"slices": {"train": ["a"], "test": ["b"]}, "axes": "AD"}
+    by_range = {"slices": {"train": ["0:1"], "test": ["1:2"]}, "axes": "SAD"}
+    libraries = {}
+    for name, selection in (("h5", by_key), ("npz", by_key), ("npy", by_range),
+                            ("tif", by_range)):
+        source = {**experimental(), "dataset": None, "path": str(tmp_path / f"scan.{name}"),
+                  **selection}
+        recipe = recipe_of(source, {"train": 1, "test": 1}, geometry={"angles": 30})
+        with open_library(build(recipe, tmp_path / f"{name}.h5")) as library:
+            libraries[name] = {s: library[f"{s}/images"][...] for s in ("train", "test")}
+    for name in ("npz", "npy", "tif"):
+        for split in ("train", "test"):
+            np.testing.assert_array_equal(libraries[name][split], libraries["h5"][split])
+    # and the images are the objects: the phantom's slice and the disc's
+    pad = (DETECTOR - SIZE) // 2
+    inner = libraries["h5"]["test"][0][pad : pad + SIZE, pad : pad + SIZE]
+    assert np.abs(inner - disc).mean() < 0.05
+    with pytest.raises(RecipeError, match="must be 'all' or 'start:stop'"):
+        source = {**experimental(), "dataset": None, "path": str(tmp_path / "scan.npy"),
+                  "axes": "SAD", "slices": {"test": ["first"]}}
+        build(recipe_of(source, {"test": 1}), tmp_path / "bad.h5")
