@@ -35,3 +35,14 @@ def test_single_image_and_channels(images):
 def test_factor_must_divide(images):
     with pytest.raises(PhysicsError, match="factor 5 must divide"):
         downsample(images, 5)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4, 8])
+def test_equals_skimage_bilinear_resize(factor):
+    from skimage.transform import resize
+
+    images = np.random.default_rng(factor).random((2, 24, 48, 3)).astype(np.float32)
+    shape = (2, 24 // factor, 48 // factor, 3)
+    expected = resize(images.astype(np.float64), shape, order=1, mode="edge",
+                      anti_aliasing=False, preserve_range=True).astype(np.float32)
+    np.testing.assert_allclose(downsample(images, factor), expected, rtol=0, atol=1e-7)

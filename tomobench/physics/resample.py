@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from skimage.transform import resize
 
 from tomobench.errors import PhysicsError
 
@@ -12,8 +11,11 @@ def downsample(images: np.ndarray, factor: int) -> np.ndarray:
     """Bilinear downsampling of (H, W), (N, H, W) or (N, H, W, C) images by an integer factor.
 
     Pixel centres are mapped as in ``skimage.transform.resize(order=1)`` (and TensorFlow's
-    ``resize(method="bilinear")``): an output pixel samples the input at the position of its
-    centre, so a factor of 2 averages 2 × 2 blocks. No anti-aliasing filter is applied.
+    ``resize(method="bilinear")``): output pixel *i* samples the input at ``factor · i +
+    (factor − 1) / 2``. For an even factor that point lies halfway between the two middle
+    pixels of each block, so the result is the mean of the block's central 2 × 2 pixels (all
+    of it for a factor of 2); for an odd factor it is the block's central pixel. No
+    anti-aliasing filter is applied. Computed by slicing, in float64, returned as float32.
     """
     images = np.asarray(images)
     spatial = (0, 1) if images.ndim == 2 else (1, 2)
@@ -23,15 +25,14 @@ def downsample(images: np.ndarray, factor: int) -> np.ndarray:
     if factor < 1 or any(images.shape[axis] % factor for axis in spatial):
         msg = f"downsample factor {factor} must divide the image shape {images.shape}"
         raise PhysicsError(msg)
-    shape = list(images.shape)
-    for axis in spatial:
-        shape[axis] //= factor
-    out = resize(
-        images.astype(np.float64, copy=False),
-        shape,
-        order=1,
-        mode="edge",
-        anti_aliasing=False,
-        preserve_range=True,
-    )
-    return out.astype(np.float32)
+    middle = (factor - 1) // 2
+    offsets = (middle,) if factor % 2 else (middle, middle + 1)
+    total = None
+    for row in offsets:
+        for col in offsets:
+            index = [slice(None)] * images.ndim
+            index[spatial[0]] = slice(row, None, factor)
+            index[spatial[1]] = slice(col, None, factor)
+            part = images[tuple(index)].astype(np.float64)
+            total = part if total is None else total + part
+    return (total / len(offsets) ** 2).astype(np.float32)
