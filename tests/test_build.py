@@ -112,6 +112,9 @@ def test_zarr_library_reads_with_plain_zarr(tmp_path):
     assert group.attrs["tomobench_format"] == 1 and group.attrs["complete"] is True
     assert group["val/sinograms"].shape == (5, 24, 32)
     assert group["val/sinograms"].chunks == (4, 24, 32)
+    assert [codec.to_dict() for codec in group["val/sinograms"].compressors] == [
+        {"name": "zstd", "configuration": {"level": 1, "checksum": False}}
+    ]
     assert "_build" not in group
 
 

@@ -7,8 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from zarr.codecs import ZstdCodec
 
 from tomobench.store.format import BUILD_GROUP, ArraySpec
+
+# zstd at level 1: twice as fast to write as zarr's default (level 3), for a third more disk
+# (shapes-128: 0.55 vs 1.09 ms and 84 vs 62 KiB a sample; uncompressed: 0.47 ms, 174 KiB).
+_COMPRESSOR = ZstdCodec(level=1)
 
 
 class ZarrStore:
@@ -61,7 +66,12 @@ class ZarrStore:
         group = self._group.require_group(split)
         for spec in specs:
             group.create_array(
-                spec.name, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks, fill_value=0
+                spec.name,
+                shape=spec.shape,
+                dtype=spec.dtype,
+                chunks=spec.chunks,
+                fill_value=0,
+                compressors=_COMPRESSOR,
             )
         self._group.require_group(BUILD_GROUP).create_array(
             split, shape=(chunks,), dtype="u1", chunks=(1,), fill_value=0
