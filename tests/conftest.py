@@ -43,6 +43,15 @@ def make_recipe(**changes) -> Recipe:
     return parse_recipe(data, origin="test recipe")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Every test (and every command it runs) caches into a folder of its own session, never
+    into the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TOMOBENCH_DATA_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture
 def tiny_recipe() -> Recipe:
     return make_recipe()

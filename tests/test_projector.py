@@ -142,3 +142,25 @@ def test_geometry_repr_rebuilds_it():
     full = parallel_beam(SIZE, angles=8, arc=2 * np.pi)
     assert eval(repr(full), {"parallel_beam": parallel_beam, "np": np}) == full
     assert np.allclose(full.angle_values, np.arange(8) * np.pi / 4)
+
+
+def test_the_matrix_is_cached_for_later_processes(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOMOBENCH_DATA_DIR", str(tmp_path))
+    geometry = parallel_beam(SIZE, angles=12, oversample=2)
+    built = Projector(geometry, backend="matrix").matrix
+    (cached,) = (tmp_path / "matrices").glob("*.npz")
+
+    def no_build(self):
+        raise AssertionError("the cached matrix should have been loaded")
+
+    monkeypatch.setattr(Projector, "_build_matrix", no_build)
+    loaded = Projector(geometry, backend="matrix").matrix
+    assert loaded.dtype == np.float32 and (loaded != built).nnz == 0
+    # another geometry or model has its own entry; a damaged entry is built again
+    monkeypatch.undo()
+    monkeypatch.setenv("TOMOBENCH_DATA_DIR", str(tmp_path))
+    assert Projector(geometry, model="strip", backend="matrix").matrix.nnz > 0
+    assert len(list((tmp_path / "matrices").glob("*.npz"))) == 2
+    cached.write_bytes(cached.read_bytes()[:1000])
+    again = Projector(geometry, backend="matrix").matrix
+    assert (again != built).nnz == 0 and cached.stat().st_size > 1000

@@ -7,8 +7,9 @@ Backends, all computing ASTRA's own discretisation of the chosen projection mode
 ``astra-cuda``
     ``astra.create_sino`` with ASTRA's GPU projector (linear interpolation only).
 ``matrix``
-    ASTRA's projection matrix for the geometry, built once per process and applied to a
-    batch of images as one sparse × dense product: the fast CPU path.
+    ASTRA's projection matrix for the geometry, built once (and kept in the cache folder for
+    later processes) and applied to a batch of images as one sparse × dense product: the
+    fast CPU path.
 ``auto``
     ``astra-cuda`` where ASTRA sees a GPU and the model is linear; otherwise ``matrix``, or
     ``astra-cpu`` when the matrix would not fit in :data:`MATRIX_BYTES_LIMIT`.
@@ -16,7 +17,12 @@ Backends, all computing ASTRA's own discretisation of the chosen projection mode
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import os
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sparse
@@ -137,31 +143,53 @@ class Projector:
     @property
     def matrix(self) -> sparse.csr_matrix:
         """The system matrix (A·D, H·W) in float32: ASTRA's matrix for the fine grid,
-        composed with pixel replication (image) and bin averaging (detector)."""
+        composed with pixel replication (image) and bin averaging (detector).
+
+        Built once per geometry and model (about 1 s at 128², 180 angles) and kept in the
+        cache folder (``matrices/`` under ``TOMOBENCH_DATA_DIR`` or the OS cache), so that
+        later processes — every worker of a parallel build — load it instead.
+        """
         if self._matrix is None:
-            astra = _astra()
-            volume, projection = self._fine_geometries()
-            projector_id = astra.create_projector(self.model, projection, volume)
-            matrix_id = astra.projector.matrix(projector_id)
-            try:
-                fine = astra.matrix.get(matrix_id).tocsr()
-            finally:
-                astra.matrix.delete(matrix_id)
-                astra.projector.delete(projector_id)
-            n = self.geometry.oversample
-            if n > 1:
-                replicate = _replication(self.geometry.size, n)
-                binning = sparse.kron(
-                    sparse.identity(self.geometry.angles, format="csr"),
-                    _replication(self.geometry.detector, n).T / n,
-                    format="csr",
-                )
-                fine = binning @ fine @ sparse.kron(replicate, replicate, format="csr")
-            matrix = sparse.csr_matrix(fine, dtype=np.float32)
-            matrix.sum_duplicates()
-            matrix.sort_indices()
-            self._matrix = matrix
+            path = self._matrix_path()
+            self._matrix = _load_matrix(path)
+            if self._matrix is None:
+                self._matrix = self._build_matrix()
+                _save_matrix(path, self._matrix)
         return self._matrix
+
+    def _matrix_path(self) -> Path:
+        from tomobench.datasets import cache_dir
+
+        key = f"{self.geometry!r} {self.model} astra {_astra().__version__}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+        return cache_dir() / "matrices" / f"{digest}.npz"
+
+    def _build_matrix(self) -> sparse.csr_matrix:
+        astra = _astra()
+        volume, projection = self._fine_geometries()
+        projector_id = astra.create_projector(self.model, projection, volume)
+        matrix_id = astra.projector.matrix(projector_id)
+        try:
+            fine = astra.matrix.get(matrix_id).tocsr()
+        finally:
+            astra.matrix.delete(matrix_id)
+            astra.projector.delete(projector_id)
+        n = self.geometry.oversample
+        if n > 1:
+            replicate = _replication(self.geometry.size, n)
+            binning = sparse.kron(
+                sparse.identity(self.geometry.angles, format="csr"),
+                _replication(self.geometry.detector, n).T / n,
+                format="csr",
+            )
+            fine = binning @ fine @ sparse.kron(replicate, replicate, format="csr")
+        matrix = sparse.csr_matrix(fine, dtype=np.float32)
+        matrix.sum_duplicates()
+        matrix.sort_indices()
+        if matrix.shape != (self.geometry.angles * self.geometry.detector, self.geometry.size**2):
+            msg = f"ASTRA's matrix has shape {matrix.shape} for {self.geometry!r}"
+            raise PhysicsError(msg)
+        return matrix
 
     # -- projection ---------------------------------------------------------------------
 
@@ -265,6 +293,38 @@ def _batched_product(matrix: sparse.csr_matrix, batch: np.ndarray, shape) -> np.
         columns = np.ascontiguousarray(part.reshape(len(part), -1).T)
         out[start : start + len(part)] = (matrix @ columns).T.reshape(len(part), *shape)
     return out
+
+
+def _load_matrix(path: Path) -> sparse.csr_matrix | None:
+    """A cached matrix, or None if there is none or it cannot be read whole."""
+    try:
+        with np.load(path) as saved:
+            matrix = sparse.csr_matrix(
+                (saved["data"], saved["indices"], saved["indptr"]), shape=tuple(saved["shape"])
+            )
+        matrix.check_format(full_check=False)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    return matrix
+
+
+def _save_matrix(path: Path, matrix: sparse.csr_matrix) -> None:
+    """Keep a matrix for later processes; written whole or not at all (a cache: a failure to
+    write it only means the next process builds the matrix again)."""
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            temporary,
+            data=matrix.data,
+            indices=matrix.indices,
+            indptr=matrix.indptr,
+            shape=np.array(matrix.shape),
+        )
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
 
 
 def _replication(size: int, factor: int) -> sparse.csr_matrix:
