@@ -52,7 +52,6 @@ for _name in (
 
 import argparse
 import json
-import logging
 import shutil
 import subprocess
 import sys
@@ -223,23 +222,14 @@ def time_2020_loop(n: int, size: int, angles: np.ndarray, seed: int) -> float:
 
 
 def time_cluster(workers: int) -> tuple[float, float]:
-    """Seconds to start a LocalCluster + Client like the build's, and to close them."""
-    from distributed import Client, LocalCluster
+    """Seconds to start the build's own LocalCluster + Client, and to close them."""
+    from tomobench.build import _client
 
     start = time.perf_counter()
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
-    client = Client(cluster)
-    client.wait_for_workers(workers)
-    up = time.perf_counter() - start
-    start = time.perf_counter()
-    client.close()
-    cluster.close()
+    with _client(workers, None) as client:
+        client.wait_for_workers(workers)
+        up = time.perf_counter() - start
+        start = time.perf_counter()
     return up, time.perf_counter() - start
 
 

@@ -508,17 +508,22 @@ def load_recipe(path_or_name: str | Path) -> Recipe:
                 f"no such file, nor a published recipe ({names})"
             )
             raise RecipeError(msg)
+    return parse_recipe(read_yaml(path, what="recipe"), origin=str(path))
+
+
+def read_yaml(path: Path, *, what: str, error: type[Exception] = RecipeError) -> object:
+    """The parsed YAML of a file; ``error`` names ``what`` and the file if it cannot be read
+    or parsed (the line of a syntax error)."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as problem:
+        mark = getattr(problem, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        msg = f"recipe {path}: not valid YAML{where}: {getattr(error, 'problem', error)}"
-        raise RecipeError(msg) from None
-    except OSError as error:
-        msg = f"recipe {path}: cannot be read: {error.strerror or error}"
-        raise RecipeError(msg) from None
-    return parse_recipe(data, origin=str(path))
+        msg = f"{what} {path}: not valid YAML{where}: {getattr(problem, 'problem', problem)}"
+        raise error(msg) from None
+    except OSError as problem:
+        msg = f"{what} {path}: cannot be read: {problem.strerror or problem}"
+        raise error(msg) from None
 
 
 def parse_recipe(data: object, *, origin: str = "recipe") -> Recipe:

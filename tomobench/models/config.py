@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from tomobench.models.errors import ConfigError
 from tomobench.models.registry import MODELS, describe_error, option_names, validate_options
+from tomobench.recipe import read_yaml
 
 __all__ = ["TrainConfig", "dump_config", "load_config", "parse_config"]
 
@@ -105,16 +106,7 @@ def _describe(item: dict) -> str:
 def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a training config from a YAML file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        msg = f"config {path}: not valid YAML{where}: {getattr(error, 'problem', error)}"
-        raise ConfigError(msg) from None
-    except OSError as error:
-        msg = f"config {path}: cannot be read: {error.strerror or error}"
-        raise ConfigError(msg) from None
+    data = read_yaml(path, what="config", error=ConfigError)
     return parse_config(data, origin=f"config {path}")
 
 
