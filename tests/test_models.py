@@ -383,6 +383,8 @@ def test_cross_refuses_a_library_that_no_run_takes(trained, tmp_path):
     other = build(make_recipe(name="other", geometry={"angles": 16}), tmp_path / "other.h5")
     with pytest.raises(RunError, match="no run's model takes"):
         cross([trained], [other])
+    with pytest.raises(RunError, match=r"split 'train2' is not in library .*other.h5"):
+        cross([trained], [other], split="train2")
 
 
 # -- the command line -----------------------------------------------------------------------

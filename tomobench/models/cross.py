@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tomobench.metrics import METRICS
 from tomobench.models.errors import RunError
-from tomobench.models.predict import load_run, reconstruct_split
+from tomobench.models.predict import check_split, load_run, reconstruct_split
 from tomobench.score import (
     CONVENTIONS,
     format_value,
@@ -155,8 +155,7 @@ def cross(
     described = []
     for b, path in enumerate(paths):
         with open_library(path) as library:
-            if not library.complete or split not in library.splits:
-                reconstruct_split(*loaded[0], library, split=split)  # raises, naming why
+            check_split(library, split)
             images = library[f"{split}/images"][...]
             described.append(
                 {

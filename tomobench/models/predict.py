@@ -20,7 +20,7 @@ from tomobench.score import write_submission
 from tomobench.store import open_library
 from tomobench.store.format import chunk_bounds, chunk_count
 
-__all__ = ["load_run", "predict", "reconstruct", "reconstruct_split"]
+__all__ = ["check_split", "load_run", "predict", "reconstruct", "reconstruct_split"]
 
 
 def load_run(run: str | Path) -> tuple[keras.Model, Normalisation]:
@@ -104,15 +104,7 @@ def reconstruct_split(
     Raises :class:`~.errors.RunError` for an incomplete library, a missing split, or
     sinograms or images whose shape the model does not take.
     """
-    if not library.complete:
-        msg = f"{library.path}: the library is incomplete (a build in progress or interrupted)"
-        raise RunError(msg)
-    if split not in library.splits:
-        msg = (
-            f"split {split!r} is not in library {library.path} "
-            f"(it has {', '.join(library.splits) or 'none'})"
-        )
-        raise RunError(msg)
+    check_split(library, split)
     sinograms = library[f"{split}/sinograms"]
     images_shape = tuple(library[f"{split}/images"].shape)
     _check_shapes(model, library, tuple(sinograms.shape[1:]), images_shape[1:])
@@ -125,6 +117,19 @@ def reconstruct_split(
             model, sinograms[start:stop], normalisation, batch_size=batch_size, clip=clip
         )
     return output
+
+
+def check_split(library, split: str) -> None:
+    """Raise :class:`~.errors.RunError` unless ``library`` is complete and has ``split``."""
+    if not library.complete:
+        msg = f"{library.path}: the library is incomplete (a build in progress or interrupted)"
+        raise RunError(msg)
+    if split not in library.splits:
+        msg = (
+            f"split {split!r} is not in library {library.path} "
+            f"(it has {', '.join(library.splits) or 'none'})"
+        )
+        raise RunError(msg)
 
 
 def _check_shapes(model, library, sinogram: tuple, image: tuple) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tomobench.models.config import TrainConfig, dump_config, load_config
+from tomobench.models.config import TrainConfig, dump_config, load_config, parse_config
 from tomobench.models.data import (
     Normalisation,
     SplitStream,
@@ -122,8 +122,6 @@ def _as_config(config) -> TrainConfig:
     if isinstance(config, TrainConfig):
         return TrainConfig.model_validate(config.model_dump())
     if isinstance(config, dict):
-        from tomobench.models.config import parse_config
-
         return parse_config(config)
     return load_config(config)
 
