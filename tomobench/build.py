@@ -39,6 +39,7 @@ from tomobench.store.format import (
     format_of,
     partial_path,
 )
+from tomobench.store.hdf5 import Placement, write_placed
 
 # -- the work of one chunk ------------------------------------------------------------------
 
@@ -149,32 +150,48 @@ def _write_zarr_chunk(path: str, recipe: Recipe, task: tuple, backend: str) -> t
     return task, None
 
 
+def _write_hdf5_chunk(path: str, placed: Placement, recipe: Recipe, task: tuple, backend: str):
+    """Worker side of an HDF5 build: compute a chunk and put its bytes at their places in the
+    file; the process that holds the file open flags it written."""
+    split, _, start, stop = task
+    arrays = make_chunk(recipe, split, start, stop, backend=backend)
+    if set(arrays) != set(placed.names):
+        msg = f"chunk of {sorted(arrays)} but the library has {placed.names}"
+        raise RuntimeError(msg)
+    with _write_errors(Path(path)):
+        write_placed(Path(path), placed, arrays)
+    return task, None
+
+
 def _compute_chunk(recipe: Recipe, task: tuple, backend: str) -> tuple:
-    """Worker side of an HDF5 build: compute a chunk and hand it to the one writer."""
+    """Worker side of an HDF5 build whose file only h5py may write: compute a chunk and
+    hand it to the one writer."""
     split, _, start, stop = task
     return task, make_chunk(recipe, split, start, stop, backend=backend)
 
 
 def _guarded_write(store, split: str, index: int, start: int, arrays: dict) -> None:
-    with _write_errors(store):
+    with _write_errors(store.path, store.close):
         store.write_chunk(split, index, start, arrays)
 
 
 @contextmanager
-def _write_errors(store):
-    """A failed write (full disk, lost mount) becomes one line; the partial library stays."""
+def _write_errors(path: Path, close=None):
+    """A failed write (full disk, lost mount) becomes one line; the partial library stays.
+    ``close`` closes the store the write went through."""
     try:
         yield
     except (OSError, RuntimeError, KeyError, ValueError) as error:  # h5py raises all four
-        with suppress(Exception):
-            store.close()
+        if close is not None:
+            with suppress(Exception):
+                close()
         text = str(error)
         found = re.search(r"error message = '([^']*)'", text)
         reason = "the disk is full" if getattr(error, "errno", None) == errno.ENOSPC else (
             found.group(1) if found else text.splitlines()[0] if text else type(error).__name__
         )
         msg = (
-            f"cannot write {store.path}: {reason}; the partial library is kept, "
+            f"cannot write {path}: {reason}; the partial library is kept, "
             "run the same build again to resume"
         )
         raise StoreError(msg) from None
@@ -236,7 +253,7 @@ def build(
         if missing:  # a bug, never a user error: refuse to call the library complete
             msg = f"build of {path} ended with chunks of {missing} unwritten"
             raise RuntimeError(msg)
-        with _write_errors(store):
+        with _write_errors(store.path, store.close):
             store.drop_flags()
             store.set_attrs({"complete": True})
             store.close()
@@ -296,7 +313,7 @@ def _open_for_build(path: Path, recipe: Recipe, backend: str, wanted: list[str])
             counts = {split: library.recipe.splits[split] for split in built}
         # add splits to a finished library: it becomes partial again, its splits all written
         store = open_store(path, "r+")
-        with _write_errors(store):
+        with _write_errors(store.path, store.close):
             for split in built:
                 store.mark_written(split, chunk_count(counts[split], chunk))
             store.close()
@@ -316,7 +333,7 @@ def _open_for_build(path: Path, recipe: Recipe, backend: str, wanted: list[str])
         if format_of(path) == "hdf5":
             _check_space(partial, recipe, wanted)
         store = open_store(partial, "w-")
-    with _write_errors(store):
+    with _write_errors(store.path, store.close):
         _initialise(store, recipe, backend, wanted, new=not existed)
     return store, recipe
 
@@ -409,11 +426,17 @@ def _run_distributed(store, recipe, todo, backend, workers, scheduler, advance) 
         tasks: Iterator[tuple] = iter(todo)
 
         def submit(task):
+            path = str(store.path)
             if store.format == "zarr":
-                return client.submit(
-                    _write_zarr_chunk, str(store.path), recipe, task, backend, pure=False
-                )
-            return client.submit(_compute_chunk, recipe, task, backend, pure=False)
+                return client.submit(_write_zarr_chunk, path, recipe, task, backend, pure=False)
+            split, _, start, stop = task
+            with _write_errors(store.path, store.close):
+                placed = store.placement(split, start, stop)
+            if placed is None:
+                return client.submit(_compute_chunk, recipe, task, backend, pure=False)
+            return client.submit(
+                _write_hdf5_chunk, path, placed, recipe, task, backend, pure=False
+            )
 
         running = as_completed([submit(task) for _, task in zip(range(window), tasks)])
         for future in running:
@@ -421,6 +444,9 @@ def _run_distributed(store, recipe, todo, backend, workers, scheduler, advance) 
             future.release()
             if arrays is not None:
                 _guarded_write(store, split, index, start, arrays)
+            elif store.format == "hdf5":
+                with _write_errors(store.path, store.close):
+                    store.flag_written(split, index)
             advance(stop - start)
             following = next(tasks, None)
             if following is not None:
