@@ -170,12 +170,15 @@ def test_existing_file_that_is_no_library(tmp_path):
         build(make_recipe(), path)
 
 
-def test_dask_scheduler_address(tmp_path, tiny_library):
+@pytest.mark.parametrize("name", ["remote.zarr", "remote.h5"])
+def test_dask_scheduler_address(tmp_path, tiny_library, name):
+    """On a cluster, Zarr workers write the store; HDF5 chunks come back to this process."""
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
-        path = build(make_recipe(), tmp_path / "remote.zarr", scheduler=cluster.scheduler_address)
+        path = build(make_recipe(), tmp_path / name, scheduler=cluster.scheduler_address)
     reference = read_all(tiny_library)
+    assert read_all(path).keys() == reference.keys()
     for key, values in read_all(path).items():
         assert np.array_equal(values, reference[key])
 

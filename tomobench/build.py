@@ -164,8 +164,9 @@ def _write_hdf5_chunk(path: str, placed: Placement, recipe: Recipe, task: tuple,
 
 
 def _compute_chunk(recipe: Recipe, task: tuple, backend: str) -> tuple:
-    """Worker side of an HDF5 build whose file only h5py may write: compute a chunk and
-    hand it to the one writer."""
+    """Worker side of an HDF5 build on a cluster (whose workers may not see the file), or
+    of a file only h5py may write: compute a chunk and hand it to the process that holds
+    the file."""
     split, _, start, stop = task
     return task, make_chunk(recipe, split, start, stop, backend=backend)
 
@@ -430,8 +431,10 @@ def _run_distributed(store, recipe, todo, backend, workers, scheduler, advance) 
             if store.format == "zarr":
                 return client.submit(_write_zarr_chunk, path, recipe, task, backend, pure=False)
             split, _, start, stop = task
-            with _write_errors(store.path, store.close):
-                placed = store.placement(split, start, stop)
+            placed = None
+            if scheduler is None:  # workers on this machine: they write into the file
+                with _write_errors(store.path, store.close):
+                    placed = store.placement(split, start, stop)
             if placed is None:
                 return client.submit(_compute_chunk, recipe, task, backend, pure=False)
             return client.submit(
