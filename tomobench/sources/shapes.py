@@ -15,7 +15,6 @@ family about three times faster, each shape filled straight into its bounding bo
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 from skimage.draw import random_shapes
 
 from tomobench.physics.noise import counting
@@ -46,6 +45,8 @@ def draw(source, rng: np.random.Generator) -> np.ndarray:
     if source.image_noise_counts is not None:
         image = counting(image, counts=source.image_noise_counts, rng=rng)
     if source.smooth_sigma > 0:
+        from scipy.ndimage import gaussian_filter  # slow to import; most recipes never smooth
+
         image = gaussian_filter(image, source.smooth_sigma)
     if source.normalize:
         peak = image.max()

@@ -17,19 +17,26 @@ from tomobench.store.format import (
     partial_path,
 )
 from tomobench.store.hdf5 import HDF5Store
-from tomobench.store.zarr import ZarrStore
 
-_STORES = {"hdf5": HDF5Store, "zarr": ZarrStore}
+_FORMATS = ("hdf5", "zarr")
+
+
+def _store_class(format: str):
+    if format == "hdf5":
+        return HDF5Store
+    from tomobench.store.zarr import ZarrStore  # zarr is slow to import: only when used
+
+    return ZarrStore
 
 
 def open_store(path: Path, mode: str = "r", *, format: str | None = None):
     """The HDF5 or Zarr store at ``path`` (format from the suffix unless given)."""
     format = format or format_of(path)
-    if format not in _STORES:
+    if format not in _FORMATS:
         msg = f"{path}: cannot tell the format (name it *.h5, *.hdf5 or *.zarr)"
         raise StoreError(msg)
     try:
-        return _STORES[format](path, mode)
+        return _store_class(format)(path, mode)
     except (OSError, ValueError, KeyError) as error:
         if mode == "r" or path.exists():
             msg = f"{path}: not a readable {format} library ({error})"
