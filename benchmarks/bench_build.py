@@ -25,7 +25,11 @@ into a temporary directory that is removed at the end. Parts, in order:
 4. start-up and shut-down of a local dask cluster of 2 single-threaded worker processes
    (``LocalCluster`` + ``Client``, as the build makes it), timed alone;
 5. ``build(..., workers=2)`` for each of ``--formats`` (start-up included);
-6. peak memory of builds of each of ``--mem-sizes`` samples, each in a fresh subprocess
+6. the ceiling of this machine: the chunks computed (``make_chunk``: drawing, projection,
+   noise, downsampling; nothing written, no dask) by one process, then split between two
+   processes that run side by side (this script's ``--compute-only`` mode, started together
+   after a warm-up chunk each). No two-worker build can beat the second figure here;
+7. peak memory of builds of each of ``--mem-sizes`` samples, each in a fresh subprocess
    (this script's ``--child`` mode), for each of ``--mem-workers``: the child's own peak
    RSS from ``os.wait4`` (read by a small launcher process: Linux carries a parent's RSS
    into a forked child's peak) and the peak of the summed RSS of the child and all its
@@ -233,7 +237,51 @@ def time_cluster(workers: int) -> tuple[float, float]:
     return up, time.perf_counter() - start
 
 
-# -- 6. peak memory in a fresh process --------------------------------------------------------
+# -- 6. the ceiling: chunks computed in plain processes ----------------------------------------
+
+
+def compute_only_main(args) -> None:
+    """Child side: compute chunks ``--first`` to ``--last`` (exclusive) of the test split,
+    from ``--start-at`` (a time.time() value) on, after a warm-up chunk; print the seconds."""
+    from tomobench.build import make_chunk
+
+    recipe = test_only(load_recipe(args.recipe), args.n, args.chunk)
+    backend = backend_of(recipe)
+    chunk = recipe.output.chunk
+    make_chunk(recipe, SPLIT, 0, min(chunk, args.n), backend=backend)  # matrix, imports
+    time.sleep(max(0.0, args.start_at - time.time()))
+    start = time.perf_counter()
+    for index in range(args.first, args.last):
+        make_chunk(recipe, SPLIT, *chunk_bounds(args.n, chunk, index), backend=backend)
+    print(json.dumps({"seconds": time.perf_counter() - start}))
+
+
+def time_compute_only(args, recipe: Recipe, processes: int) -> float:
+    """Seconds for ``processes`` plain processes, side by side, to compute every chunk."""
+    chunks = chunk_count(args.n, recipe.output.chunk)
+    bounds = np.linspace(0, chunks, processes + 1).round().astype(int)
+    start_at = time.time() + 8.0  # after every child has imported and warmed up
+    command = [sys.executable, str(Path(__file__).resolve()), "--compute-only",
+               "--recipe", args.recipe, "--n", str(args.n), "--start-at", str(start_at)]
+    if args.chunk is not None:
+        command += ["--chunk", str(args.chunk)]
+    children = [
+        subprocess.Popen(
+            [*command, "--first", str(first), "--last", str(last)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        for first, last in zip(bounds[:-1], bounds[1:])
+    ]
+    seconds = []
+    for child in children:
+        output, _ = child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"compute-only child failed ({child.returncode})")
+        seconds.append(json.loads(output.strip().splitlines()[-1])["seconds"])
+    return max(seconds)
+
+
+# -- 7. peak memory in a fresh process --------------------------------------------------------
 
 
 # Linux keeps a process's peak RSS across fork and exec: a child forked straight from this
@@ -338,10 +386,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--compute-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--last", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
         child_main(args)
+        return
+    if args.compute_only:
+        compute_only_main(args)
         return
 
     formats = [value for value in args.formats.split(",") if value]
@@ -391,7 +446,10 @@ def main(argv: list[str] | None = None) -> None:
             remove(path)
         remove(reference)
 
-        # 6. peak memory
+        # 6. the ceiling
+        ceiling = {processes: time_compute_only(args, recipe, processes) for processes in (1, 2)}
+
+        # 7. peak memory
         memory = []
         if not args.skip_memory:
             for workers in mem_workers:
@@ -424,6 +482,9 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"{'  same, minus cluster start-up + shut-down':44s} {net:8.2f} {n / net:10.1f}"
         )
+    for processes, seconds in ceiling.items():
+        label = f"chunks computed by {processes} plain process{'es' if processes > 1 else ''}"
+        print(f"{label:44s} {seconds:8.2f} {n / seconds:10.1f}")
     print(
         "cluster start-up (LocalCluster 2x1 + Client), alone: "
         + ", ".join(f"{u:.2f}" for u, _ in cluster_times)
@@ -447,6 +508,12 @@ def main(argv: list[str] | None = None) -> None:
         net = seconds - startup - shutdown
         print(f"    minus start-up + shut-down: {n / net / loop_rate:6.2f}x vs 2020 loop, "
               f"{w1 / net:5.2f}x vs workers=1")
+
+    best = n / ceiling[2]
+    print(f"  ceiling, 2 plain processes / 2020 loop: {best / loop_rate:6.2f}x; "
+          f"/ 1 process: {ceiling[1] / ceiling[2]:5.2f}x (no build on 2 workers can do better)")
+    for fmt, seconds in w2.items():
+        print(f"  build workers=2 {fmt:4s} / ceiling:        {n / seconds / best:6.2f}x")
 
     if memory:
         print()
