@@ -38,7 +38,7 @@ FBP_FILTERS = ("ram-lak", "shepp-logan", "cosine", "hamming", "hann")
 MATRIX_BYTES_LIMIT = 2 * 1024**3
 """Largest projection matrix (float32 values + int32 indices) that ``auto`` will build."""
 _MATRIX_BATCH = 128  # images per sparse product: bounds the dense temporaries
-_TILE_BYTES = 256 * 1024  # the part of a batch that one block of matrix columns reads
+_BLOCK_COLUMNS = 1024  # matrix columns per block: at batch 64, 256 KiB of the batch a block
 
 
 def _astra():
@@ -109,8 +109,7 @@ class Projector:
             msg = f"backend 'astra-cuda' has only the linear model, not {model!r}"
             raise PhysicsError(msg)
         self._matrix: sparse.csr_matrix | None = None
-        self._matrix_t: sparse.csr_matrix | None = None
-        self._blocks: dict[tuple[bool, int], list[tuple[int, sparse.csr_matrix]]] = {}
+        self._blocks: dict[bool, tuple[tuple[int, int], list]] = {}  # transpose → shape, blocks
         self._projector_id: int | None = None
 
     def __repr__(self) -> str:
@@ -151,7 +150,9 @@ class Projector:
 
         Built once per geometry and model (about 1 s at 128², 180 angles) and kept in the
         cache folder (``matrices/`` under ``TOMOBENCH_DATA_DIR`` or the OS cache), so that
-        later processes — every worker of a parallel build — load it instead.
+        later processes — every worker of a parallel build — load it instead. Projections
+        use it cut into blocks of columns, after which it is let go; asking for it again
+        loads it again.
         """
         if self._matrix is None:
             path = self._matrix_path()
@@ -289,21 +290,31 @@ class Projector:
 
     def _product(self, batch: np.ndarray, shape, *, transpose: bool) -> np.ndarray:
         """The matrix (or its transpose) applied to each item of ``batch`` (flattened)."""
-        if transpose and self._matrix_t is None:
-            self._matrix_t = self.matrix.T.tocsr()
-        matrix = self._matrix_t if transpose else self.matrix
+        if _matvecs is None:  # pragma: no cover - scipy without its CSR kernel
+            matrix = self.matrix.T.tocsr() if transpose else self.matrix
+            blocks = None
+        else:
+            matrix_shape, blocks = self._blocks_of(transpose)
         out = np.empty((len(batch), *shape), dtype=np.float32)
         for start in range(0, len(batch), _MATRIX_BATCH):
             part = batch[start : start + _MATRIX_BATCH]
             columns = np.ascontiguousarray(part.reshape(len(part), -1).T)
-            width = max(1, _TILE_BYTES // (4 * len(part)))
-            key = (transpose, width)
-            if key not in self._blocks and _matvecs is not None and width < matrix.shape[1]:
-                self._blocks[key] = _column_blocks(matrix, width)
-            blocks = self._blocks.get(key)
-            product = matrix @ columns if blocks is None else _blocked(matrix, blocks, columns)
+            if blocks is None:
+                product = matrix @ columns
+            else:
+                product = _blocked(matrix_shape[0], blocks, columns)
             out[start : start + len(part)] = product.T.reshape(len(part), *shape)
         return out
+
+    def _blocks_of(self, transpose: bool):
+        """The matrix (or its transpose) in blocks of columns, made once; the whole matrix
+        is then let go, so that a process does not hold it twice."""
+        if transpose not in self._blocks:
+            matrix = self.matrix.T.tocsr() if transpose else self.matrix
+            self._blocks[transpose] = (matrix.shape, _column_blocks(matrix, _BLOCK_COLUMNS))
+            if len(self._blocks) == 2 or not transpose:
+                self._matrix = None
+        return self._blocks[transpose]
 
 
 try:  # scipy's kernel of CSR × dense, which adds into its output
@@ -324,19 +335,20 @@ def _column_blocks(matrix: sparse.csr_matrix, width: int) -> list[tuple[int, spa
     return blocks
 
 
-def _blocked(matrix, blocks, columns: np.ndarray) -> np.ndarray:
-    """``matrix @ columns`` one block of columns after the other, each adding into the same
-    output: every output value receives its terms in the order of the whole product (CSR
-    rows with sorted columns), so the result equals ``matrix @ columns`` bit for bit."""
+def _blocked(rows: int, blocks, columns: np.ndarray) -> np.ndarray:
+    """A matrix of ``rows`` rows, cut into ``blocks``, applied to ``columns``: one block of
+    columns after the other, each adding into the same output, so that every output value
+    receives its terms in the order of the whole product (CSR rows with sorted columns) and
+    equals ``matrix @ columns`` bit for bit."""
     count = columns.shape[1]
-    out = np.zeros((matrix.shape[0], count), dtype=np.result_type(matrix.dtype, columns.dtype))
+    out = np.zeros((rows, count), dtype=np.float32)
     flat = out.reshape(-1)
+    columns = columns.astype(np.float32, copy=False)
     for first, block in blocks:
-        part = columns[first : first + block.shape[1]].astype(out.dtype, copy=False)
+        part = columns[first : first + block.shape[1]]
         _matvecs(
             block.shape[0], block.shape[1], count,
-            block.indptr, block.indices, block.data.astype(out.dtype, copy=False),
-            part.reshape(-1), flat,
+            block.indptr, block.indices, block.data, part.reshape(-1), flat,
         )
     return out
 
