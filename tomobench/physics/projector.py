@@ -38,7 +38,7 @@ FBP_FILTERS = ("ram-lak", "shepp-logan", "cosine", "hamming", "hann")
 MATRIX_BYTES_LIMIT = 2 * 1024**3
 """Largest projection matrix (float32 values + int32 indices) that ``auto`` will build."""
 _MATRIX_BATCH = 128  # images per sparse product: bounds the dense temporaries
-_BLOCK_COLUMNS = 1024  # matrix columns per block: at batch 64, 256 KiB of the batch a block
+_BLOCK_COLUMNS = 1024  # matrix columns per block: at batch 64, a block reads 256 KiB of the batch
 
 
 def _astra():

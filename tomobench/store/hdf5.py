@@ -135,8 +135,9 @@ class HDF5Store:
 
 @dataclass(frozen=True)
 class Piece:
-    """One storage chunk of one array: the samples and ranges it holds, relative to the
-    first sample written (``selection``), its full shape, and its byte offset in the file."""
+    """One storage chunk of one array: the (start, stop) it holds on each axis
+    (``selection``; on the sample axis counted from the first sample written), its full
+    shape, and its byte offset in the file."""
 
     name: str
     selection: tuple[tuple[int, int], ...]
@@ -181,8 +182,10 @@ def _chunk_pieces(name: str, dataset: h5py.Dataset, start: int, stop: int) -> li
 
 def write_placed(path: Path, placed: Placement, arrays: dict[str, np.ndarray]) -> None:
     """Put ``arrays`` (samples ``placed.start:…``) at their places in the HDF5 file at
-    ``path``. Storage chunks cut by the arrays' end are written padded to their full shape,
-    as HDF5 itself stores them. Raises OSError as the disk does (full disk, lost mount)."""
+    ``path``. A storage chunk that an array's extent cuts across another axis than the
+    samples (the last range of channels) is written padded to its full shape, as HDF5 lays
+    it out; the last chunk of a split takes only the samples there are, which come first in
+    its layout. Raises OSError as the disk does (full disk, lost mount)."""
     descriptor = os.open(path, os.O_WRONLY)
     try:
         for piece in placed.pieces:
