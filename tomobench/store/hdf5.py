@@ -160,14 +160,18 @@ class Placement:
 
 def _chunk_pieces(name: str, dataset: h5py.Dataset, start: int, stop: int) -> list[Piece] | None:
     """The storage chunks of samples ``start:stop`` (``start`` begins one), or None if one
-    of them has no plain storage of its full size."""
+    of them has no plain storage of its full size, or if this HDF5 cannot say where chunks
+    lie."""
+    chunk_info = getattr(dataset.id, "get_chunk_info_by_coord", None)  # HDF5 >= 1.10.5
+    if chunk_info is None:
+        return None
     chunks, shape = dataset.chunks, dataset.shape
     first, last = start // chunks[0], (stop - 1) // chunks[0]
     grids = [range(first, last + 1)] + [range(-(-n // c)) for n, c in zip(shape[1:], chunks[1:])]
     pieces = []
     for coords in np.ndindex(*(len(grid) for grid in grids)):
         corner = tuple(grid[k] * c for grid, k, c in zip(grids, coords, chunks))
-        info = dataset.id.get_chunk_info_by_coord(corner)
+        info = chunk_info(corner)
         if info.byte_offset is None or info.size != int(np.prod(chunks)) * dataset.dtype.itemsize:
             return None
         low = [corner[0] - start, *corner[1:]]
