@@ -87,8 +87,9 @@ def test_a_batch_equals_its_images_one_by_one(images):
 
 
 def test_the_blocked_product_is_scipys_product_to_the_bit():
-    """Large batches go through the matrix a block of columns at a time; the sums must come
-    out exactly as scipy's own sparse × dense product makes them, both ways."""
+    """Every batch goes through the matrix a block of columns at a time (and the matrix is
+    let go, then loaded again here); the sums must come out exactly as scipy's own sparse ×
+    dense product makes them, both ways."""
     projector = Projector(parallel_beam(128, angles=12), backend="matrix")
     rng = np.random.default_rng(4)
     for count in (1, 64, 130):
