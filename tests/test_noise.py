@@ -67,3 +67,14 @@ def test_same_generator_seed_same_noise():
     again = noise.poisson(clean, photons=1e3, attenuation=0.1, rng=rng(5))
     other = noise.poisson(clean, photons=1e3, attenuation=0.1, rng=rng(6))
     assert np.array_equal(first, again) and not np.array_equal(first, other)
+
+
+def test_poisson_is_the_plain_beer_lambert_expression():
+    """The noise works in one buffer; it must give the bits of the textbook expression."""
+    clean = np.random.default_rng(2).uniform(0, 700, (90, 64)).astype(np.float32)
+    for photons, attenuation in ((1e4, 1 / 128), (50.0, 1.0)):
+        expected = photons * np.exp(-attenuation * clean.astype(np.float64))
+        counts = np.maximum(rng(9).poisson(expected), 0.1)
+        reference = (-np.log(counts / photons) / attenuation).astype(np.float32)
+        noisy = noise.poisson(clean, photons=photons, attenuation=attenuation, rng=rng(9))
+        assert np.array_equal(noisy, reference)

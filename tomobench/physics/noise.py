@@ -23,9 +23,19 @@ def poisson(
     stays finite, and the noisy line integral ``-log(counts / photons) / attenuation`` is
     returned in the units of ``sinogram`` (float32).
     """
-    expected = photons * np.exp(-attenuation * np.asarray(sinogram, dtype=np.float64))
-    counts = np.maximum(rng.poisson(expected), min_counts)
-    return (-np.log(counts / photons) / attenuation).astype(np.float32)
+    # photons · exp(-attenuation · p), then -log(max(counts, min_counts) / photons) /
+    # attenuation, computed in one float64 buffer (the same operations in the same order as
+    # the plain expressions, so the same bits, without their temporaries)
+    work = np.multiply(np.asarray(sinogram, dtype=np.float64), -attenuation)
+    np.exp(work, out=work)
+    work *= photons
+    counts = rng.poisson(work)
+    np.maximum(counts, min_counts, out=work)
+    work /= photons
+    np.log(work, out=work)
+    np.negative(work, out=work)
+    work /= attenuation
+    return work.astype(np.float32)
 
 
 def gaussian(
