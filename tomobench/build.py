@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -249,7 +250,11 @@ def build(
                     _guarded_write(store, split, index, start, arrays)
                     advance(stop - start)
             else:
-                _run_distributed(store, recipe, todo, backend, workers, scheduler, advance)
+                # local workers are forked from this process: none may inherit an open file
+                store.close()
+                with _client(workers, scheduler) as client:
+                    store = open_store(store.path, "r+", format=store.format)
+                    _run_distributed(client, store, recipe, todo, backend, scheduler, advance)
         missing = [split for split in wanted if not store.flags(split).all()]
         if missing:  # a bug, never a user error: refuse to call the library complete
             msg = f"build of {path} ended with chunks of {missing} unwritten"
@@ -419,41 +424,42 @@ def _check_same(library: Library, recipe: Recipe, backend: str) -> None:
         raise StoreError(msg)
 
 
-def _run_distributed(store, recipe, todo, backend, workers, scheduler, advance) -> None:
+def _run_distributed(client, store, recipe, todo, backend, scheduler, advance) -> None:
+    """Compute the chunks of ``todo`` on the workers of ``client``, a few per worker at a
+    time, and flag (or write) each in ``store`` as it comes back."""
     from distributed import as_completed
 
-    with _client(workers, scheduler) as client:
-        window = 2 * max(1, len(client.scheduler_info().get("workers", {})) or workers)
-        tasks: Iterator[tuple] = iter(todo)
+    window = 2 * max(1, len(client.scheduler_info().get("workers", {})))
+    tasks: Iterator[tuple] = iter(todo)
 
-        def submit(task):
-            path = str(store.path)
-            if store.format == "zarr":
-                return client.submit(_write_zarr_chunk, path, recipe, task, backend, pure=False)
-            split, _, start, stop = task
-            placed = None
-            if scheduler is None:  # workers on this machine: they write into the file
-                with _write_errors(store.path, store.close):
-                    placed = store.placement(split, start, stop)
-            if placed is None:
-                return client.submit(_compute_chunk, recipe, task, backend, pure=False)
-            return client.submit(
-                _write_hdf5_chunk, path, placed, recipe, task, backend, pure=False
-            )
+    def submit(task):
+        path = str(store.path)
+        if store.format == "zarr":
+            return client.submit(_write_zarr_chunk, path, recipe, task, backend, pure=False)
+        split, _, start, stop = task
+        placed = None
+        if scheduler is None:  # workers on this machine: they write into the file
+            with _write_errors(store.path, store.close):
+                placed = store.placement(split, start, stop)
+        if placed is None:
+            return client.submit(_compute_chunk, recipe, task, backend, pure=False)
+        return client.submit(
+            _write_hdf5_chunk, path, placed, recipe, task, backend, pure=False
+        )
 
-        running = as_completed([submit(task) for _, task in zip(range(window), tasks)])
-        for future in running:
-            (split, index, start, stop), arrays = future.result()
-            future.release()
-            if arrays is not None:
-                _guarded_write(store, split, index, start, arrays)
-            elif store.format == "hdf5":
-                with _write_errors(store.path, store.close):
-                    store.flag_written(split, index)
-            advance(stop - start)
-            following = next(tasks, None)
-            if following is not None:
-                running.add(submit(following))
+    running = as_completed([submit(task) for _, task in zip(range(window), tasks)])
+    for future in running:
+        (split, index, start, stop), arrays = future.result()
+        future.release()
+        if arrays is not None:
+            _guarded_write(store, split, index, start, arrays)
+        elif store.format == "hdf5":
+            with _write_errors(store.path, store.close):
+                store.flag_written(split, index)
+        advance(stop - start)
+        following = next(tasks, None)
+        if following is not None:
+            running.add(submit(following))
 
 
 @contextmanager
@@ -485,11 +491,14 @@ def _client(workers: int, scheduler: str | None):
 def _local_worker_config() -> dict:
     """dask settings for the workers a build starts itself.
 
-    dask's nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536`` so that freed memory
-    goes back to the system at once. A chunk allocates and frees arrays of several MB; with
-    that setting, and glibc's mmap for every large array, each chunk page-faults its arrays in
-    anew (about 34,000 faults a chunk of shapes-128, 40 % of its time). Arrays below 64 MiB
-    therefore stay on the heap, and up to 128 MiB of free heap is kept.
+    On Linux the workers are forked from the build process rather than spawned. They start
+    with everything it has imported (a spawned worker imports dask, numpy, SciPy, h5py and
+    tomobench anew: about 0.8 s of a core each, taken from the other worker) and with its
+    memory allocator as it is. dask gives spawned workers ``MALLOC_TRIM_THRESHOLD_=65536``
+    so that freed memory goes back to the system at once; with glibc's mmap for every large
+    array, each chunk then page-faults its arrays in anew (about 34,000 faults a chunk of
+    shapes-128, 40 % of its time). Nothing is open in the build process when it forks: the
+    library is closed before the cluster starts and opened again once it runs.
 
     The cluster's housekeeping is also slowed down, since nobody looks at a dashboard here and
     every CPU cycle it takes is one the workers lack: no statistical profiler (a stack sample
@@ -498,12 +507,7 @@ def _local_worker_config() -> dict:
     build submits a few tasks per worker and releases each result at once). Idle, the
     cluster of two workers then takes about 2 % of one core instead of 11 %.
     """
-    import dask
-
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
-    environ.update({"MALLOC_MMAP_THRESHOLD_": 64 * 2**20, "MALLOC_TRIM_THRESHOLD_": 128 * 2**20})
-    return {
-        "distributed.nanny.pre-spawn-environ": environ,
+    config = {
         "distributed.worker.profile.enabled": False,
         "distributed.admin.tick.interval": "1s",
         "distributed.admin.system-monitor.interval": "5s",
@@ -511,6 +515,9 @@ def _local_worker_config() -> dict:
         "distributed.scheduler.work-stealing": False,
         "distributed.scheduler.active-memory-manager.start": False,
     }
+    if sys.platform.startswith("linux"):  # fork is unsafe on macOS, absent on Windows
+        config["distributed.worker.multiprocessing-method"] = "fork"
+    return config
 
 
 @contextmanager
