@@ -18,8 +18,9 @@ into a temporary directory that is removed at the end. Parts, in order:
    arrays just computed, into an HDF5 file
    laid out like the build's). The file written this way is the reference the builds are
    checked against;
-2. ``build(..., workers=1)`` in this process, end to end, HDF5 (its projector is already
-   cached, as it is for the stage times);
+2. ``build(..., workers=1)`` in this process, end to end, in HDF5 and in each of
+   ``--formats`` (its projector is already cached, as it is for the stage times); each
+   two-worker build below is compared with the one-worker build of its format;
 3. the 2020 generator's per-image loop: ``skimage.draw.random_shapes`` then
    ``astra.create_sino`` with a CPU 'linear' projector, ``--n-loop`` images;
 4. start-up and shut-down of a local dask cluster of 2 single-threaded worker processes
@@ -34,7 +35,9 @@ into a temporary directory that is removed at the end. Parts, in order:
    (this script's ``--child`` mode), for each of ``--mem-workers``: the child's own peak
    RSS from ``os.wait4`` (read by a small launcher process: Linux carries a parent's RSS
    into a forked child's peak) and the peak of the summed RSS of the child and all its
-   descendants (dask nannies and workers) polled with psutil every 0.1 s.
+   descendants (the dask workers) polled with psutil every 0.1 s, as RSS (shared pages
+   counted in every process that maps them: workers forked from the build share its pages)
+   and as PSS (a page shared by k processes counted 1/k in each).
 
 Every library built is checked to be identical to the reference; nothing about speed is
 asserted. BLAS/OpenMP thread counts are set to 1 before numpy is imported (dask workers
@@ -315,9 +318,9 @@ def run_child(args, n: int, workers: int, out: Path) -> dict:
         command += ["--chunk", str(args.chunk)]
     start = time.perf_counter()
     launcher = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    tree_peak = own_peak = 0
+    tree_peak = tree_pss_peak = own_peak = 0
     while psutil is not None and launcher.poll() is None:
-        total = 0
+        total = total_pss = 0
         try:
             children = psutil.Process(launcher.pid).children()
             processes = [
@@ -327,13 +330,15 @@ def run_child(args, n: int, workers: int, out: Path) -> dict:
             processes, children = [], []
         for process in processes:
             try:
-                rss = process.memory_info().rss
+                info = process.memory_full_info()  # rss, and pss from smaps on Linux
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            total += rss
+            total += info.rss
+            total_pss += getattr(info, "pss", 0)
             if process in children:
-                own_peak = max(own_peak, rss)
+                own_peak = max(own_peak, info.rss)
         tree_peak = max(tree_peak, total)
+        tree_pss_peak = max(tree_pss_peak, total_pss)
         time.sleep(0.1)
     output, _ = launcher.communicate()
     wall = time.perf_counter() - start
@@ -350,6 +355,7 @@ def run_child(args, n: int, workers: int, out: Path) -> dict:
         "sys": report["sys"],
         "own_polled": own_peak / 2**20 if psutil is not None else None,
         "tree_polled": tree_peak / 2**20 if psutil is not None else None,
+        "tree_pss": tree_pss_peak / 2**20 if tree_pss_peak else None,
     }
 
 
@@ -424,11 +430,14 @@ def main(argv: list[str] | None = None) -> None:
         stage_sum = sum(stages.values())
         print(f"projector backend: {backend}; one-off set-up (matrix build): {setup:.2f} s")
 
-        # 2. whole build, one worker, in process
-        w1_path = tmp / "w1.h5"
-        w1 = time_build(recipe, w1_path, workers=1)
-        assert_same(reference, w1_path, chunk)
-        remove(w1_path)
+        # 2. whole builds, one worker, in process
+        w1_by_format = {}
+        for fmt in dict.fromkeys(["hdf5", *formats]):
+            path = tmp / f"w1{SUFFIX[fmt]}"
+            w1_by_format[fmt] = time_build(recipe, path, workers=1)
+            assert_same(reference, path, chunk)
+            remove(path)
+        w1 = w1_by_format["hdf5"]
 
         # 3. the 2020 loop
         loop_rate = time_2020_loop(
@@ -475,7 +484,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'run':44s} {'seconds':>8s} {'samples/s':>10s}")
     print(f"{'2020 loop (random_shapes + create_sino)':44s} {'':8s} {loop_rate:10.1f}")
     print(f"{'sum of stages':44s} {stage_sum:8.2f} {n / stage_sum:10.1f}")
-    print(f"{'build workers=1 hdf5 (in process)':44s} {w1:8.2f} {n / w1:10.1f}")
+    for fmt, seconds in w1_by_format.items():
+        label = f"build workers=1 {fmt} (in process)"
+        print(f"{label:44s} {seconds:8.2f} {n / seconds:10.1f}")
     for fmt, seconds in w2.items():
         label = f"build workers=2 {fmt} (start-up incl.)"
         print(f"{label:44s} {seconds:8.2f} {n / seconds:10.1f}")
@@ -503,12 +514,13 @@ def main(argv: list[str] | None = None) -> None:
         ratio = speed / loop_rate
         print(f"  build workers=2 {fmt:4s} / 2020 loop:      {ratio:6.2f}x  (target >= 15x: "
               f"{'met' if ratio >= 15 else 'not met'})")
-        ratio = w1 / seconds
-        print(f"  build workers=2 {fmt:4s} / workers=1:      {ratio:6.2f}x  (target >= 1.8x: "
+        one = w1_by_format[fmt]
+        ratio = one / seconds
+        print(f"  build workers=2 {fmt:4s} / workers=1 {fmt:4s}: {ratio:6.2f}x  (target >= 1.8x: "
               f"{'met' if ratio >= 1.8 else 'not met'})")
         net = seconds - startup - shutdown
         print(f"    minus start-up + shut-down: {n / net / loop_rate:6.2f}x vs 2020 loop, "
-              f"{w1 / net:5.2f}x vs workers=1")
+              f"{one / net:5.2f}x vs workers=1")
 
     best = n / ceiling[2]
     print(f"  ceiling, 2 plain processes / 2020 loop: {best / loop_rate:6.2f}x; "
@@ -520,8 +532,8 @@ def main(argv: list[str] | None = None) -> None:
         print()
         print(
             f"{'peak memory (fresh process, hdf5)':36s} {'seconds':>8s} {'samples/s':>10s} "
-            f"{'maxrss MiB':>11s} {'own polled':>11s} {'tree polled':>12s} {'user s':>7s} "
-            f"{'sys s':>6s}"
+            f"{'maxrss MiB':>11s} {'own polled':>11s} {'tree polled':>12s} {'tree PSS':>9s} "
+            f"{'user s':>7s} {'sys s':>6s}"
         )
         for item in memory:
             label = f"build {item['n']} samples, workers={item['workers']}"
@@ -535,21 +547,24 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"{label:36s} {item['wall']:8.2f} {item['n'] / item['wall']:10.1f} "
                 f"{fmt_mib(item['maxrss'])} {fmt_mib(item['own_polled'])} "
-                f"{fmt_mib(item['tree_polled']):>12s} {item['user']:7.1f} {item['sys']:6.1f}"
+                f"{fmt_mib(item['tree_polled']):>12s} {fmt_mib(item['tree_pss']):>9s} "
+                f"{item['user']:7.1f} {item['sys']:6.1f}"
             )
         for workers in mem_workers:
             rows = [m for m in memory if m["workers"] == workers and "skipped" not in m]
-            key = "maxrss" if workers == 1 else "tree_polled"
-            if len(rows) >= 2 and rows[0][key] and rows[-1][key]:
-                small, large = rows[0], rows[-1]
-                print(
-                    f"  workers={workers}: peak {key} at {large['n']} / at {small['n']} "
-                    f"samples: {large[key] / small[key]:.2f}x"
-                )
+            for key in ("maxrss",) if workers == 1 else ("tree_polled", "tree_pss"):
+                if len(rows) >= 2 and rows[0][key] and rows[-1][key]:
+                    small, large = rows[0], rows[-1]
+                    print(
+                        f"  workers={workers}: peak {key} at {large['n']} / at {small['n']} "
+                        f"samples: {large[key] / small[key]:.2f}x"
+                    )
         print(
             "  (maxrss: peak RSS from os.wait4, the largest single process among the child "
             "and its descendants;\n   polled: psutil every 0.1 s, own = the child process, "
-            "tree = child + dask nannies and workers summed, shared pages counted twice;\n"
+            "tree = child + dask workers summed, shared pages counted in each process;\n"
+            "   tree PSS: the same sum of proportional set sizes, a page shared by k "
+            "processes counting 1/k in each;\n"
             "   user/sys: CPU seconds of the child and its descendants, from os.wait4)"
         )
         largest = max(mem_sizes)
