@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -477,13 +478,20 @@ def _client(workers: int, scheduler: str | None):
             yield client
         return
     with dask.config.set(_local_worker_config()):
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns of any fork in a process that runs threads (here, dask's
+            # event loop); a forked worker runs only its own loop and the chunks' code
+            warnings.filterwarnings(
+                "ignore", message=r".*use of fork\(\) may lead to deadlocks",
+                category=DeprecationWarning,
+            )
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
         with cluster, Client(cluster) as client:
             yield client
 
