@@ -10,7 +10,10 @@ one ``test`` split of N samples and ``tomobench build`` runs in a fresh process 
 included) into a temporary folder, removed at the end. Printed per build: seconds, cubes
 per second, channel sinograms per second (cubes × channels), the peak RSS of the largest
 single process (``os.wait4``: the build process or one of its dask workers) and the peak of
-the summed RSS of the process tree, polled with psutil every 0.1 s. Two sizes N show
+the summed RSS of the process tree, polled with psutil every 0.1 s, and of its summed PSS
+(proportional set size: a page that k processes share counts 1/k in each; workers forked
+from the build process share its pages, which the summed RSS counts once per process). Two
+sizes N show
 whether memory grows with the number of samples (it must not: a build streams by chunks).
 Nothing is asserted.
 """
@@ -32,14 +35,17 @@ import psutil
 from tomobench.recipe import load_recipe
 
 
-def tree_rss(process: psutil.Process) -> int:
-    total = 0
+def tree_memory(process: psutil.Process) -> tuple[int, int]:
+    """Summed RSS and summed PSS (bytes) of ``process`` and its descendants."""
+    rss = pss = 0
     for member in [process, *process.children(recursive=True)]:
         try:
-            total += member.memory_info().rss
+            info = member.memory_full_info()
         except psutil.Error:
-            pass
-    return total
+            continue
+        rss += info.rss
+        pss += getattr(info, "pss", 0)
+    return rss, pss
 
 
 def timed_build(recipe_path: Path, out: Path, workers: int) -> dict:
@@ -49,12 +55,12 @@ def timed_build(recipe_path: Path, out: Path, workers: int) -> dict:
     ]
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    watched, peak, done = psutil.Process(child.pid), [0], threading.Event()
+    watched, peak, done = psutil.Process(child.pid), [0, 0], threading.Event()
 
     def poll():
         while not done.is_set():
             try:
-                peak[0] = max(peak[0], tree_rss(watched))
+                peak[:] = map(max, peak, tree_memory(watched))
             except psutil.Error:
                 pass
             time.sleep(0.1)
@@ -67,7 +73,12 @@ def timed_build(recipe_path: Path, out: Path, workers: int) -> dict:
     poller.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"build failed: {child.stderr.read().decode()}")
-    return {"seconds": seconds, "maxrss_mib": usage.ru_maxrss / 1024, "tree_mib": peak[0] / 2**20}
+    return {
+        "seconds": seconds,
+        "maxrss_mib": usage.ru_maxrss / 1024,
+        "tree_mib": peak[0] / 2**20,
+        "tree_pss_mib": peak[1] / 2**20,
+    }
 
 
 def main(argv=None) -> None:
@@ -81,7 +92,7 @@ def main(argv=None) -> None:
     workers = [int(w) for w in args.workers.split(",")]
     print(
         f"{'recipe':12s} {'cube':>16s} {'N':>5s} {'W':>2s} {'seconds':>8s} {'cubes/s':>8s} "
-        f"{'chan-sino/s':>12s} {'maxrss MiB':>11s} {'tree MiB':>9s}"
+        f"{'chan-sino/s':>12s} {'maxrss MiB':>11s} {'tree MiB':>9s} {'tree PSS':>9s}"
     )
     with tempfile.TemporaryDirectory(dir=args.tmpdir) as folder:
         for name in args.recipes.split(","):
@@ -100,7 +111,7 @@ def main(argv=None) -> None:
                     print(
                         f"{name:12s} {cube:>16s} {n:5d} {count:2d} {result['seconds']:8.1f} "
                         f"{rate:8.2f} {rate * channels:12.0f} {result['maxrss_mib']:11.0f} "
-                        f"{result['tree_mib']:9.0f}",
+                        f"{result['tree_mib']:9.0f} {result['tree_pss_mib']:9.0f}",
                         flush=True,
                     )
 
