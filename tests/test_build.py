@@ -98,6 +98,33 @@ def test_bytes_do_not_depend_on_workers_chunking_or_format(tiny_library, tmp_pat
             assert arrays[key].tobytes() == values.tobytes(), (path, key)
 
 
+def test_files_the_caller_holds_open_come_through_a_parallel_build(tiny_library, tmp_path):
+    """Local workers are forked from the calling process: HDF5 files it holds open, one
+    being read and one being written, must be left exactly as the caller has them."""
+    import hashlib
+
+    def digest(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    held = tmp_path / "held.h5"
+    library_bytes = digest(tiny_library)
+    with h5py.File(tiny_library, "r") as reading, h5py.File(held, "w") as writing:
+        writing["values"] = np.arange(1000.0)
+        writing.flush()
+        flushed = digest(held)
+        writing.attrs["note"] = "not flushed yet"  # in the caller's metadata cache only
+        built = build(make_recipe(), tmp_path / "parallel.h5", workers=2)
+        assert digest(held) == flushed  # no worker flushed the caller's file
+        assert reading["test/images"].shape[0] == 9
+    assert digest(tiny_library) == library_bytes
+    with h5py.File(held, "r") as file:
+        assert file.attrs["note"] == "not flushed yet"
+        assert np.array_equal(file["values"][...], np.arange(1000.0))
+    assert read_all(built)["test/sinograms"].tobytes() == read_all(tiny_library)[
+        "test/sinograms"
+    ].tobytes()
+
+
 def test_sample_i_is_made_from_its_own_seed(tiny_library, tiny_recipe):
     with h5py.File(tiny_library, "r") as file:
         stored = file["test/sinograms"][5]
