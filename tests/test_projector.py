@@ -88,13 +88,14 @@ def test_a_batch_equals_its_images_one_by_one(images):
 
 def test_the_blocked_product_is_scipys_product_to_the_bit():
     """Every batch goes through the matrix a block of columns at a time (and the matrix is
-    let go, then loaded again here); the sums must come out exactly as scipy's own sparse ×
-    dense product makes them, both ways."""
-    projector = Projector(parallel_beam(128, angles=12), backend="matrix")
+    let go, then loaded again here), and the product is copied out transposed a tile of rows
+    at a time (150 detector pixels: the last tile is partial); the sums must come out exactly
+    as scipy's own sparse × dense product makes them, both ways."""
+    projector = Projector(parallel_beam(128, angles=12, detector=150), backend="matrix")
     rng = np.random.default_rng(4)
     for count in (1, 64, 130):
         images = rng.random((count, 128, 128), dtype=np.float32)
-        expected = (projector.matrix @ images.reshape(count, -1).T).T.reshape(count, 12, 128)
+        expected = (projector.matrix @ images.reshape(count, -1).T).T.reshape(count, 12, 150)
         sinograms = projector.forward(images)
         assert np.array_equal(sinograms, expected)
         back = (projector.matrix.T @ sinograms.reshape(count, -1).T).T.reshape(images.shape)

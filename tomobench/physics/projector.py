@@ -38,6 +38,7 @@ FBP_FILTERS = ("ram-lak", "shepp-logan", "cosine", "hamming", "hann")
 MATRIX_BYTES_LIMIT = 2 * 1024**3
 """Largest projection matrix (float32 values + int32 indices) that ``auto`` will build."""
 _MATRIX_BATCH = 128  # images per sparse product: bounds the dense temporaries
+_TRANSPOSE_TILE = 128  # rows of a product per step of its transposed copy (32 KiB at batch 64)
 _BLOCK_COLUMNS = 1024  # matrix columns per block: at batch 64, a block reads 256 KiB of the batch
 
 
@@ -296,6 +297,7 @@ class Projector:
         else:
             matrix_shape, blocks = self._blocks_of(transpose)
         out = np.empty((len(batch), *shape), dtype=np.float32)
+        rows = out.reshape(len(batch), -1)
         for start in range(0, len(batch), _MATRIX_BATCH):
             part = batch[start : start + _MATRIX_BATCH]
             columns = np.ascontiguousarray(part.reshape(len(part), -1).T)
@@ -303,7 +305,7 @@ class Projector:
                 product = matrix @ columns
             else:
                 product = _blocked(matrix_shape[0], blocks, columns)
-            out[start : start + len(part)] = product.T.reshape(len(part), *shape)
+            _copy_transposed(product, rows[start : start + len(part)])
         return out
 
     def _blocks_of(self, transpose: bool):
@@ -351,6 +353,14 @@ def _blocked(rows: int, blocks, columns: np.ndarray) -> np.ndarray:
             block.indptr, block.indices, block.data, part.reshape(-1), flat,
         )
     return out
+
+
+def _copy_transposed(source: np.ndarray, target: np.ndarray, tile: int = _TRANSPOSE_TILE) -> None:
+    """``target[...] = source.T`` for a tall, narrow ``source`` (values, batch), a tile of
+    rows at a time: numpy's own strided copy of the whole transpose runs ten times slower
+    (0.14 against 0.013 ms a sinogram of shapes-128 at batch 64)."""
+    for first in range(0, source.shape[0], tile):
+        target[:, first : first + tile] = source[first : first + tile].T
 
 
 def _load_matrix(path: Path) -> sparse.csr_matrix | None:
