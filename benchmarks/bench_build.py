@@ -229,12 +229,13 @@ def time_2020_loop(n: int, size: int, angles: np.ndarray, seed: int) -> float:
 # -- 4. cluster start-up ----------------------------------------------------------------------
 
 
-def time_cluster(workers: int) -> tuple[float, float]:
-    """Seconds to start the build's own LocalCluster + Client, and to close them."""
+def time_cluster(workers: int, backend: str) -> tuple[float, float]:
+    """Seconds to start the build's own LocalCluster + Client (as a build with projector
+    ``backend`` starts it), and to close them."""
     from tomobench.build import _client
 
     start = time.perf_counter()
-    with _client(workers, None) as client:
+    with _client(workers, None, backend) as client:
         client.wait_for_workers(workers)
         up = time.perf_counter() - start
         start = time.perf_counter()
@@ -445,7 +446,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
         # 4. cluster start-up alone (twice: the first start also warms the file cache)
-        cluster_times = [time_cluster(2) for _ in range(2)]
+        cluster_times = [time_cluster(2, backend) for _ in range(2)]
 
         # 5. whole builds, two workers
         w2 = {}

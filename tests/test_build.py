@@ -125,6 +125,21 @@ def test_files_the_caller_holds_open_come_through_a_parallel_build(tiny_library,
     ].tobytes()
 
 
+def test_only_cpu_builds_fork_their_workers():
+    """CUDA cannot be used in a process forked after the build process asked it for a GPU:
+    GPU builds spawn their workers, and keep large arrays on the spawned workers' heap."""
+    from tomobench.build import _local_worker_config
+
+    method = "distributed.worker.multiprocessing-method"
+    gpu = _local_worker_config("astra-cuda")
+    assert method not in gpu
+    environ = gpu["distributed.nanny.pre-spawn-environ"]
+    assert int(environ["MALLOC_TRIM_THRESHOLD_"]) >= 64 * 2**20
+    if sys.platform.startswith("linux"):
+        for backend in ("matrix", "astra-cpu"):
+            assert _local_worker_config(backend)[method] == "fork"
+
+
 def test_sample_i_is_made_from_its_own_seed(tiny_library, tiny_recipe):
     with h5py.File(tiny_library, "r") as file:
         stored = file["test/sinograms"][5]

@@ -251,9 +251,9 @@ def build(
                     _guarded_write(store, split, index, start, arrays)
                     advance(stop - start)
             else:
-                # local workers are forked from this process: none may inherit an open file
+                # local workers may be forked from this process: none may inherit an open file
                 store.close()
-                with _client(workers, scheduler) as client:
+                with _client(workers, scheduler, backend) as client:
                     store = open_store(store.path, "r+", format=store.format)
                     _run_distributed(client, store, recipe, todo, backend, scheduler, advance)
         missing = [split for split in wanted if not store.flags(split).all()]
@@ -464,7 +464,7 @@ def _run_distributed(client, store, recipe, todo, backend, scheduler, advance) -
 
 
 @contextmanager
-def _client(workers: int, scheduler: str | None):
+def _client(workers: int, scheduler: str | None, backend: str):
     import dask
     from distributed import Client, LocalCluster
 
@@ -477,7 +477,7 @@ def _client(workers: int, scheduler: str | None):
         with client:
             yield client
         return
-    with dask.config.set(_local_worker_config()):
+    with dask.config.set(_local_worker_config(backend)):
         with warnings.catch_warnings():
             # Python >= 3.12 warns of any fork in a process that runs threads (here, dask's
             # event loop); a forked worker runs only its own loop and the chunks' code
@@ -496,18 +496,23 @@ def _client(workers: int, scheduler: str | None):
             yield client
 
 
-def _local_worker_config() -> dict:
-    """dask settings for the workers a build starts itself.
+def _local_worker_config(backend: str) -> dict:
+    """dask settings for the workers a build with projector ``backend`` starts itself.
 
     On Linux the workers are forked from the build process rather than spawned. They start
     with everything it has imported (a spawned worker imports dask, numpy, SciPy, h5py and
     tomobench anew, half a second of a core that the other worker lacks; two forked workers
     of a 6,400-sample build of shapes-128 take 2.2 CPU seconds less in all) and with its
-    memory allocator as it is. dask gives spawned workers ``MALLOC_TRIM_THRESHOLD_=65536``
-    so that freed memory goes back to the system at once; with glibc's mmap for every large
-    array, each chunk then page-faults its arrays in anew (about 34,000 faults a chunk of
-    shapes-128, 40 % of its time). The library is closed while the cluster starts and
-    opened again once it runs, so that no worker holds it open.
+    memory allocator as it is. The library is closed while the cluster starts and opened
+    again once it runs, so that no worker holds it open.
+
+    Elsewhere (fork is unsafe on macOS and absent on Windows), and where the workers project
+    on a GPU, they are spawned: the build process has asked CUDA whether there is a GPU, and
+    CUDA cannot be used in a process forked after that. dask gives spawned workers
+    ``MALLOC_TRIM_THRESHOLD_=65536`` so that freed memory goes back to the system at once;
+    with glibc's mmap for every large array, each chunk then page-faults its arrays in anew
+    (about 34,000 faults a chunk of shapes-128, 40 % of its time). So arrays below 64 MiB
+    stay on their heap, and up to 128 MiB of free heap is kept.
 
     The cluster's housekeeping is also slowed down, since nobody looks at a dashboard here and
     every CPU cycle it takes is one the workers lack: no statistical profiler (a stack sample
@@ -524,9 +529,14 @@ def _local_worker_config() -> dict:
         "distributed.scheduler.work-stealing": False,
         "distributed.scheduler.active-memory-manager.start": False,
     }
-    if sys.platform.startswith("linux"):  # fork is unsafe on macOS, absent on Windows
+    if sys.platform.startswith("linux") and backend != "astra-cuda":
         config["distributed.worker.multiprocessing-method"] = "fork"
-    return config
+        return config
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    environ.update({"MALLOC_MMAP_THRESHOLD_": 64 * 2**20, "MALLOC_TRIM_THRESHOLD_": 128 * 2**20})
+    return config | {"distributed.nanny.pre-spawn-environ": environ}
 
 
 @contextmanager
