@@ -290,6 +290,41 @@ def test_a_killed_build_resumes_to_the_same_library(tmp_path, suffix, workers):
             assert np.array_equal(a[f"test/{name}"][...], b[f"test/{name}"][...]), name
 
 
+def test_ctrl_c_stops_a_parallel_build_with_one_line(tmp_path):
+    """Ctrl-C reaches the whole process group: the build process says one line and exits
+    130, its workers print nothing and are gone, and the same command resumes."""
+    recipe_path = tmp_path / "big.yaml"
+    recipe_path.write_text(json.dumps(make_recipe(**BIG).model_dump(mode="json")))  # JSON is YAML
+    out = tmp_path / "lib.h5"
+    partial = tmp_path / "lib.h5.partial"
+    command = [sys.executable, "-m", "tomobench.cli", "build", str(recipe_path),
+               "--out", str(out), "--workers", "2"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and chunks_written(partial) < 3:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip() == "interrupted: run the same command again to resume"
+    with suppress(ProcessLookupError):  # the group must be empty: no worker left running
+        os.killpg(process.pid, 0)
+        pytest.fail("a worker of the interrupted build is still running")
+    assert partial.exists() and not out.exists(), "the interrupt must land mid-build"
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    reference = build(make_recipe(**BIG), tmp_path / "whole.h5")
+    with open_library(out) as a, open_library(reference) as b:
+        assert a.complete
+        for name in ("images", "sinograms", "images_x2", "images_x4"):
+            assert np.array_equal(a[f"test/{name}"][...], b[f"test/{name}"][...]), name
+
+
 def test_too_little_disk_space_is_said_before_writing(tmp_path):
     huge = make_recipe(source={"size": 2048, "max_shape_size": 100}, splits={"test": 10**6})
     with pytest.raises(StoreError, match=r"not enough disk space for huge.h5: it needs \d"):

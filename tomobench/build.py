@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import warnings
 from collections.abc import Iterable, Iterator
@@ -493,7 +494,16 @@ def _client(workers: int, scheduler: str | None, backend: str):
                 silence_logs=logging.ERROR,
             )
         with cluster, Client(cluster) as client:
+            client.run(_ignore_interrupts)
             yield client
+
+
+def _ignore_interrupts() -> None:
+    """Run on each local worker: Ctrl-C reaches every process of the terminal's group, but
+    it is for the build process, which then stops the cluster. A worker that took it too
+    would print its own traceback."""
+    with suppress(ValueError):  # not the worker's main thread: nothing to change
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _local_worker_config(backend: str) -> dict:
