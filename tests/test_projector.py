@@ -103,6 +103,23 @@ def test_the_blocked_product_is_scipys_product_to_the_bit():
     assert projector._blocks, "no batch went through the blocked product"
 
 
+@pytest.mark.parametrize("backend", ["matrix", "astra-cpu"])
+def test_a_cube_is_projected_channel_by_channel_to_the_bit(backend):
+    """``forward_channels`` takes a hyperspectral cube (H, W, C) as it lies in memory; each
+    channel's sinogram must be exactly ``forward`` of that channel alone."""
+    projector = Projector(parallel_beam(48, angles=20, detector=60), backend=backend)
+    cube = np.random.default_rng(7).random((48, 48, 37), dtype=np.float32)
+    out = np.full((20, 60, 37), np.nan, dtype=np.float32)
+    assert projector.forward_channels(cube, out=out) is out
+    for channel in range(37):
+        assert np.array_equal(out[..., channel], projector.forward(cube[..., channel]))
+    assert np.array_equal(projector.forward_channels(cube), out)
+    for wrong in (np.empty((37, 20, 60), np.float32), np.empty((20, 60, 37))[..., ::1],
+                  np.empty((20, 60, 74), np.float32)[..., ::2]):
+        with pytest.raises(PhysicsError, match="out must be"):
+            projector.forward_channels(cube, out=wrong)
+
+
 def test_matrix_shape_and_dtype():
     matrix = Projector(parallel_beam(SIZE, angles=10, detector=40), backend="matrix").matrix
     assert matrix.shape == (10 * 40, SIZE * SIZE)

@@ -81,15 +81,16 @@ def draw_images(
 
 def project(recipe: Recipe, images: np.ndarray, *, backend: str) -> np.ndarray:
     """Clean sinograms (n, A, D) float32 of a batch of ground-truth images, or (n, A, D, C)
-    of hyperspectral cubes (n, H, W, C): every channel is projected, all in one batch."""
+    of hyperspectral cubes (n, H, W, C): every channel is projected, a cube at a time."""
     geometry = from_recipe(recipe)
     projector = get_projector(geometry, model=recipe.geometry.projector, backend=backend)
     if images.ndim == 3:
         return projector.forward(images)
-    count, height, width, channels = images.shape
-    planes = np.moveaxis(images, 3, 1).reshape(count * channels, height, width)
-    sinograms = projector.forward(planes).reshape(count, channels, *geometry.sinogram_shape)
-    return np.ascontiguousarray(np.moveaxis(sinograms, 1, 3))
+    count, _, _, channels = images.shape
+    sinograms = np.empty((count, *geometry.sinogram_shape, channels), dtype=np.float32)
+    for cube, cube_sinograms in zip(images, sinograms):
+        projector.forward_channels(cube, out=cube_sinograms)
+    return sinograms
 
 
 def corrupt(

@@ -289,24 +289,54 @@ class Projector:
         return batch.astype(np.float32, copy=False), single
 
 
+    def forward_channels(self, cube: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Sinograms of every channel of a hyperspectral cube: (H, W, C) → (A, D, C), each
+        channel's equal to ``forward`` of that channel to the bit, written into ``out``
+        (float32, C order) if given. The matrix backend takes the cube as it lies in
+        memory, its pixels × channels being the columns of one product, and adds straight
+        into the output: no transposed copy either way."""
+        cube = np.asarray(cube, dtype=np.float32)
+        if cube.ndim != 3 or cube.shape[:2] != self.geometry.image_shape:
+            msg = f"a cube must have shape (*{self.geometry.image_shape}, C), got {cube.shape}"
+            raise PhysicsError(msg)
+        channels = cube.shape[2]
+        shape = (*self.geometry.sinogram_shape, channels)
+        if out is None:
+            out = np.empty(shape, dtype=np.float32)
+        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            msg = f"out must be a C-ordered float32 array of shape {shape}"
+            raise PhysicsError(msg)
+        if self.backend != "matrix":
+            out[...] = np.moveaxis(self.forward(np.moveaxis(cube, 2, 0)), 0, 2)
+            return out
+        columns = np.ascontiguousarray(cube).reshape(-1, channels)
+        self._apply(columns, transpose=False, out=out.reshape(-1, channels))
+        return out
+
     def _product(self, batch: np.ndarray, shape, *, transpose: bool) -> np.ndarray:
         """The matrix (or its transpose) applied to each item of ``batch`` (flattened)."""
-        if _matvecs is None:  # pragma: no cover - scipy without its CSR kernel
-            matrix = self.matrix.T.tocsr() if transpose else self.matrix
-            blocks = None
-        else:
-            matrix_shape, blocks = self._blocks_of(transpose)
         out = np.empty((len(batch), *shape), dtype=np.float32)
         rows = out.reshape(len(batch), -1)
         for start in range(0, len(batch), _MATRIX_BATCH):
             part = batch[start : start + _MATRIX_BATCH]
             columns = np.ascontiguousarray(part.reshape(len(part), -1).T)
-            if blocks is None:
-                product = matrix @ columns
-            else:
-                product = _blocked(matrix_shape[0], blocks, columns)
+            product = self._apply(columns, transpose=transpose)
             _copy_transposed(product, rows[start : start + len(part)])
         return out
+
+    def _apply(
+        self, columns: np.ndarray, *, transpose: bool, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The matrix (or its transpose) times ``columns`` (values × k, float32, C order),
+        into ``out`` (rows × k, float32, C order) if given."""
+        if _matvecs is None:  # pragma: no cover - scipy without its CSR kernel
+            product = (self.matrix.T if transpose else self.matrix) @ columns
+            if out is None:
+                return product
+            out[...] = product
+            return out
+        matrix_shape, blocks = self._blocks_of(transpose)
+        return _blocked(matrix_shape[0], blocks, columns, out=out)
 
     def _blocks_of(self, transpose: bool):
         """The matrix (or its transpose) in blocks of columns, made once; the whole matrix
@@ -337,13 +367,20 @@ def _column_blocks(matrix: sparse.csr_matrix, width: int) -> list[tuple[int, spa
     return blocks
 
 
-def _blocked(rows: int, blocks, columns: np.ndarray) -> np.ndarray:
+def _blocked(rows: int, blocks, columns: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """A matrix of ``rows`` rows, cut into ``blocks``, applied to ``columns``: one block of
-    columns after the other, each adding into the same output, so that every output value
-    receives its terms in the order of the whole product (CSR rows with sorted columns) and
-    equals ``matrix @ columns`` bit for bit."""
+    columns after the other, each adding into the same output (``out`` if given: rows ×
+    k, float32, C order), so that every output value receives its terms in the order of the
+    whole product (CSR rows with sorted columns) and equals ``matrix @ columns`` bit for
+    bit."""
     count = columns.shape[1]
-    out = np.zeros((rows, count), dtype=np.float32)
+    if out is None:
+        out = np.zeros((rows, count), dtype=np.float32)
+    else:
+        if not out.flags.c_contiguous:  # the kernel adds into its memory as C-ordered
+            msg = "the output of a blocked product must be C-ordered"
+            raise ValueError(msg)
+        out[...] = 0.0
     flat = out.reshape(-1)
     columns = columns.astype(np.float32, copy=False)
     for first, block in blocks:
