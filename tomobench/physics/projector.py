@@ -208,6 +208,30 @@ class Projector:
             sinograms = np.stack([self._forward_astra(image) for image in batch])
         return sinograms[0] if single else sinograms
 
+    def forward_channels(self, cube: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Sinograms of every channel of a hyperspectral cube: (H, W, C) → (A, D, C), each
+        channel's equal to ``forward`` of that channel to the bit, written into ``out``
+        (float32, C order) if given. The matrix backend takes the cube as it lies in
+        memory, its pixels × channels being the columns of one product, and adds straight
+        into the output: no transposed copy either way."""
+        cube = np.asarray(cube, dtype=np.float32)
+        if cube.ndim != 3 or cube.shape[:2] != self.geometry.image_shape:
+            msg = f"a cube must have shape (*{self.geometry.image_shape}, C), got {cube.shape}"
+            raise PhysicsError(msg)
+        channels = cube.shape[2]
+        shape = (*self.geometry.sinogram_shape, channels)
+        if out is None:
+            out = np.empty(shape, dtype=np.float32)
+        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            msg = f"out must be a C-ordered float32 array of shape {shape}"
+            raise PhysicsError(msg)
+        if self.backend != "matrix":
+            out[...] = np.moveaxis(self.forward(np.moveaxis(cube, 2, 0)), 0, 2)
+            return out
+        columns = np.ascontiguousarray(cube).reshape(-1, channels)
+        self._apply(columns, transpose=False, out=out.reshape(-1, channels))
+        return out
+
     def _forward_astra(self, image: np.ndarray) -> np.ndarray:
         astra = _astra()
         n = self.geometry.oversample
@@ -287,31 +311,6 @@ class Projector:
             msg = f"{what} must have shape {shape} or (B, *{shape}), got {array.shape}"
             raise PhysicsError(msg)
         return batch.astype(np.float32, copy=False), single
-
-
-    def forward_channels(self, cube: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Sinograms of every channel of a hyperspectral cube: (H, W, C) → (A, D, C), each
-        channel's equal to ``forward`` of that channel to the bit, written into ``out``
-        (float32, C order) if given. The matrix backend takes the cube as it lies in
-        memory, its pixels × channels being the columns of one product, and adds straight
-        into the output: no transposed copy either way."""
-        cube = np.asarray(cube, dtype=np.float32)
-        if cube.ndim != 3 or cube.shape[:2] != self.geometry.image_shape:
-            msg = f"a cube must have shape (*{self.geometry.image_shape}, C), got {cube.shape}"
-            raise PhysicsError(msg)
-        channels = cube.shape[2]
-        shape = (*self.geometry.sinogram_shape, channels)
-        if out is None:
-            out = np.empty(shape, dtype=np.float32)
-        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-            msg = f"out must be a C-ordered float32 array of shape {shape}"
-            raise PhysicsError(msg)
-        if self.backend != "matrix":
-            out[...] = np.moveaxis(self.forward(np.moveaxis(cube, 2, 0)), 0, 2)
-            return out
-        columns = np.ascontiguousarray(cube).reshape(-1, channels)
-        self._apply(columns, transpose=False, out=out.reshape(-1, channels))
-        return out
 
     def _product(self, batch: np.ndarray, shape, *, transpose: bool) -> np.ndarray:
         """The matrix (or its transpose) applied to each item of ``batch`` (flattened)."""
