@@ -125,18 +125,55 @@ def test_files_the_caller_holds_open_come_through_a_parallel_build(tiny_library,
     ].tobytes()
 
 
+def test_workers_hold_no_library_open_and_leave_ctrl_c_to_the_build(tmp_path, monkeypatch):
+    """Seen from inside the workers of a parallel build, as they start and after dask has
+    started them again: the partial library is not among their open files (a forked
+    worker would inherit it from the build process), and they ignore SIGINT."""
+    import tomobench.build  # noqa: F401 - the module, which the package's build() hides
+
+    module = sys.modules["tomobench.build"]
+    run_distributed = module._run_distributed
+    seen = []
+
+    def inside(client, store, *args):
+        def state():
+            import os
+            import signal
+
+            folder = "/proc/self/fd"
+            files = []
+            for name in os.listdir(folder):
+                with suppress(OSError):
+                    files.append(os.readlink(os.path.join(folder, name)))
+            return files, signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+        seen.append((str(store.path), client.run(state)))
+        client.restart()
+        seen.append((str(store.path), client.run(state)))
+        return run_distributed(client, store, *args)
+
+    monkeypatch.setattr(module, "_run_distributed", inside)
+    build(make_recipe(), tmp_path / "lib.h5", workers=2)
+    assert len(seen) == 2
+    for partial, workers in seen:
+        assert partial.endswith("lib.h5.partial") and len(workers) == 2
+        for files, ignores_ctrl_c in workers.values():
+            assert partial not in files
+            assert ignores_ctrl_c
+
+
 def test_only_cpu_builds_fork_their_workers():
     """CUDA cannot be used in a process forked after the build process asked it for a GPU:
-    GPU builds spawn their workers, and keep large arrays on the spawned workers' heap."""
+    GPU builds spawn their workers. Spawned workers (GPU builds, and any worker that dask
+    starts again) keep large arrays on their heap."""
     from tomobench.build import _local_worker_config
 
     method = "distributed.worker.multiprocessing-method"
-    gpu = _local_worker_config("astra-cuda")
-    assert method not in gpu
-    environ = gpu["distributed.nanny.pre-spawn-environ"]
-    assert int(environ["MALLOC_TRIM_THRESHOLD_"]) >= 64 * 2**20
-    if sys.platform.startswith("linux"):
-        for backend in ("matrix", "astra-cpu"):
+    assert method not in _local_worker_config("astra-cuda")
+    for backend in ("astra-cuda", "matrix", "astra-cpu"):
+        environ = _local_worker_config(backend)["distributed.nanny.pre-spawn-environ"]
+        assert int(environ["MALLOC_TRIM_THRESHOLD_"]) >= 64 * 2**20
+        if sys.platform.startswith("linux") and backend != "astra-cuda":
             assert _local_worker_config(backend)[method] == "fork"
 
 

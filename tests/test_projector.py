@@ -114,7 +114,7 @@ def test_a_cube_is_projected_channel_by_channel_to_the_bit(backend):
     for channel in range(37):
         assert np.array_equal(out[..., channel], projector.forward(cube[..., channel]))
     assert np.array_equal(projector.forward_channels(cube), out)
-    for wrong in (np.empty((37, 20, 60), np.float32), np.empty((20, 60, 37))[..., ::1],
+    for wrong in (np.empty((37, 20, 60), np.float32), np.empty((20, 60, 37)),
                   np.empty((20, 60, 74), np.float32)[..., ::2]):
         with pytest.raises(PhysicsError, match="out must be"):
             projector.forward_channels(cube, out=wrong)

@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import sys
 import warnings
 from collections.abc import Iterable, Iterator
@@ -245,18 +244,22 @@ def build(
             for split in wanted
             for index in np.flatnonzero(~flags[split]).tolist()
         ]
-        with _progress_bar(progress, recipe, todo, wanted) as advance:
-            if workers == 1 and scheduler is None:
+        if (workers == 1 and scheduler is None) or not todo:
+            with _progress_bar(progress, recipe, todo, wanted) as advance:
                 for task in todo:
                     split, index, start, stop = task
                     arrays = make_chunk(recipe, split, start, stop, backend=backend)
                     _guarded_write(store, split, index, start, arrays)
                     advance(stop - start)
-            else:
-                # local workers may be forked from this process: none may inherit an open file
-                store.close()
-                with _client(workers, scheduler, backend) as client:
-                    store = open_store(store.path, "r+", format=store.format)
+        else:
+            # Local workers may be forked from this process: none may inherit the library
+            # open (a worker would hold HDF5's lock on it, and could write its metadata),
+            # nor the progress bar's thread. So the library is opened again, and the bar
+            # started, once the workers run.
+            store.close()
+            with _client(workers, scheduler, backend) as client:
+                store = open_store(store.path, "r+", format=store.format)
+                with _progress_bar(progress, recipe, todo, wanted) as advance:
                     _run_distributed(client, store, recipe, todo, backend, scheduler, advance)
         missing = [split for split in wanted if not store.flags(split).all()]
         if missing:  # a bug, never a user error: refuse to call the library complete
@@ -479,32 +482,26 @@ def _client(workers: int, scheduler: str | None, backend: str):
         with client:
             yield client
         return
-    with dask.config.set(_local_worker_config(backend)):
-        with warnings.catch_warnings():
-            # Python >= 3.12 warns of any fork in a process that runs threads (here, dask's
-            # event loop); a forked worker runs only its own loop and the chunks' code
-            warnings.filterwarnings(
-                "ignore", message=r".*use of fork\(\) may lead to deadlocks",
-                category=DeprecationWarning,
-            )
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
-        with cluster, Client(cluster) as client:
-            client.run(_ignore_interrupts)
-            yield client
-
-
-def _ignore_interrupts() -> None:
-    """Run on each local worker: Ctrl-C reaches every process of the terminal's group, but
-    it is for the build process, which then stops the cluster. A worker that took it too
-    would print its own traceback."""
-    with suppress(ValueError):  # not the worker's main thread: nothing to change
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The settings hold while the workers start, and no longer: a worker that dask starts
+    # again later (after a crash) is spawned, the library being open here by then.
+    with dask.config.set(_local_worker_config(backend)), warnings.catch_warnings():
+        # Python >= 3.12 warns of any fork in a process that runs threads (dask's event loop
+        # and the threads that watch its processes); a forked worker runs only its own
+        # event loop and the chunks' code
+        warnings.filterwarnings(
+            "ignore", message=r".*use of fork\(\) may lead to deadlocks",
+            category=DeprecationWarning,
+        )
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            preload=["tomobench._dask_worker"],  # Ctrl-C is for the build process
+        )
+    with cluster, Client(cluster) as client:
+        yield client
 
 
 def _local_worker_config(backend: str) -> dict:
@@ -517,13 +514,15 @@ def _local_worker_config(backend: str) -> dict:
     memory allocator as it is. The library is closed while the cluster starts and opened
     again once it runs, so that no worker holds it open.
 
-    Elsewhere (fork is unsafe on macOS and absent on Windows), and where the workers project
-    on a GPU, they are spawned: the build process has asked CUDA whether there is a GPU, and
-    CUDA cannot be used in a process forked after that. dask gives spawned workers
-    ``MALLOC_TRIM_THRESHOLD_=65536`` so that freed memory goes back to the system at once;
-    with glibc's mmap for every large array, each chunk then page-faults its arrays in anew
-    (about 34,000 faults a chunk of shapes-128, 40 % of its time). So arrays below 64 MiB
-    stay on their heap, and up to 128 MiB of free heap is kept.
+    Elsewhere (fork is unsafe on macOS and absent on Windows), where the workers project on
+    a GPU (the build process has asked CUDA whether there is a GPU, and CUDA cannot be used
+    in a process forked after that), and when dask starts a worker again, workers are
+    spawned. dask gives spawned workers ``MALLOC_TRIM_THRESHOLD_=65536`` so that freed
+    memory goes back to the system at once; with glibc's mmap for every large array, each
+    chunk then page-faults its arrays in anew (about 34,000 faults a chunk of shapes-128,
+    40 % of its time). So arrays below 64 MiB stay on their heap, and up to 128 MiB of free
+    heap is kept. (A forked worker has its allocator set up already: the variables do
+    nothing there.)
 
     The cluster's housekeeping is also slowed down, since nobody looks at a dashboard here and
     every CPU cycle it takes is one the workers lack: no statistical profiler (a stack sample
@@ -540,14 +539,14 @@ def _local_worker_config(backend: str) -> dict:
         "distributed.scheduler.work-stealing": False,
         "distributed.scheduler.active-memory-manager.start": False,
     }
-    if sys.platform.startswith("linux") and backend != "astra-cuda":
-        config["distributed.worker.multiprocessing-method"] = "fork"
-        return config
     import dask
 
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
     environ.update({"MALLOC_MMAP_THRESHOLD_": 64 * 2**20, "MALLOC_TRIM_THRESHOLD_": 128 * 2**20})
-    return config | {"distributed.nanny.pre-spawn-environ": environ}
+    config["distributed.nanny.pre-spawn-environ"] = environ
+    if sys.platform.startswith("linux") and backend != "astra-cuda":
+        config["distributed.worker.multiprocessing-method"] = "fork"
+    return config
 
 
 @contextmanager

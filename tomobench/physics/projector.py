@@ -375,9 +375,9 @@ def _blocked(rows: int, blocks, columns: np.ndarray, out: np.ndarray | None = No
     count = columns.shape[1]
     if out is None:
         out = np.zeros((rows, count), dtype=np.float32)
-    else:
-        if not out.flags.c_contiguous:  # the kernel adds into its memory as C-ordered
-            msg = "the output of a blocked product must be C-ordered"
+    else:  # the kernel adds into out's memory, which it takes to be exactly this
+        if out.shape != (rows, count) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            msg = f"the output of a blocked product must be C-ordered float32 {(rows, count)}"
             raise ValueError(msg)
         out[...] = 0.0
     flat = out.reshape(-1)
