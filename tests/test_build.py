@@ -1,6 +1,8 @@
 import json
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -146,7 +148,10 @@ def test_workers_hold_no_library_open_and_leave_ctrl_c_to_the_build(tmp_path, mo
             for name in os.listdir(folder):
                 with suppress(OSError):
                     files.append(os.readlink(os.path.join(folder, name)))
-            return files, signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            return files, signal.getsignal(signal.SIGINT) == signal.SIG_IGN, [
+                logging.getLogger("distributed.worker").filter(record)
+                for record in heartbeat_records()
+            ]
 
         seen.append((str(store.path), client.run(state)))
         client.restart()
@@ -158,9 +163,29 @@ def test_workers_hold_no_library_open_and_leave_ctrl_c_to_the_build(tmp_path, mo
     assert len(seen) == 2
     for partial, workers in seen:
         assert partial.endswith("lib.h5.partial") and len(workers) == 2
-        for files, ignores_ctrl_c in workers.values():
+        for files, ignores_ctrl_c, shown in workers.values():
             assert partial not in files
             assert ignores_ctrl_c
+            assert shown == [False, True, True]
+
+
+def heartbeat_records() -> list[logging.LogRecord]:
+    """What a worker logs when its heartbeat fails: because the cluster closed as it was on
+    its way (not shown), because of anything else (shown), and another error (shown)."""
+    from distributed.comm.core import CommClosedError
+
+    def record(message, error):
+        return logging.LogRecord(
+            "distributed.worker", logging.ERROR, __file__, 1, message, None,
+            (type(error), error, None),
+        )
+
+    failed = "Failed to communicate with scheduler during heartbeat."
+    return [
+        record(failed, CommClosedError("in <TCP (closed) ConnectionPool.heartbeat_worker>")),
+        record(failed, TimeoutError("Timed out trying to connect")),
+        record("Compute Failed", CommClosedError("in <TCP (closed)>")),
+    ]
 
 
 def test_only_cpu_builds_fork_their_workers():
@@ -327,6 +352,25 @@ def test_a_killed_build_resumes_to_the_same_library(tmp_path, suffix, workers):
         with open_library(out) as a, open_library(reference) as b:
             assert a.complete
             assert np.array_equal(a[f"test/{name}"][...], b[f"test/{name}"][...]), name
+
+
+def test_a_parallel_build_says_nothing_when_the_dashboard_port_is_taken(tmp_path):
+    """A dask dashboard (or another build) on port 8787: the cluster a build starts must not
+    warn about it; a parallel CLI build writes nothing to stderr."""
+    recipe_path = tmp_path / "tiny.yaml"
+    recipe_path.write_text(json.dumps(make_recipe().model_dump(mode="json")))
+    with socket.socket() as taken:
+        with suppress(OSError):  # already taken by someone else: as good
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "tomobench.cli", "build", str(recipe_path),
+             "--out", str(tmp_path / "lib.h5"), "--workers", "2"],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert (tmp_path / "lib.h5").exists()
 
 
 def test_ctrl_c_stops_a_parallel_build_with_one_line(tmp_path):

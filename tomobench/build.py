@@ -497,6 +497,10 @@ def _client(workers: int, scheduler: str | None, backend: str):
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            # the scheduler serves HTTP (health checks, metrics) even without a dashboard,
+            # on port 8787 unless told otherwise, and warns when a dashboard or another
+            # build holds it: any free port of this machine's own interface will do
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             silence_logs=logging.ERROR,
             preload=["tomobench._dask_worker"],  # Ctrl-C is for the build process
         )
