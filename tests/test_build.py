@@ -150,7 +150,7 @@ def test_workers_hold_no_library_open_and_leave_ctrl_c_to_the_build(tmp_path, mo
                     files.append(os.readlink(os.path.join(folder, name)))
             return files, signal.getsignal(signal.SIGINT) == signal.SIG_IGN, [
                 logging.getLogger("distributed.worker").filter(record)
-                for record in heartbeat_records()
+                for record in worker_records()
             ]
 
         seen.append((str(store.path), client.run(state)))
@@ -166,25 +166,30 @@ def test_workers_hold_no_library_open_and_leave_ctrl_c_to_the_build(tmp_path, mo
         for files, ignores_ctrl_c, shown in workers.values():
             assert partial not in files
             assert ignores_ctrl_c
-            assert shown == [False, True, True]
+            assert shown == [False, True, True, False, True]
 
 
-def heartbeat_records() -> list[logging.LogRecord]:
+def worker_records() -> list[logging.LogRecord]:
     """What a worker logs when its heartbeat fails: because the cluster closed as it was on
-    its way (not shown), because of anything else (shown), and another error (shown)."""
+    its way (not shown), because of anything else (shown), and another error (shown); and
+    when a task fails: with an error for the user (not shown: the build says it), with
+    another (shown)."""
     from distributed.comm.core import CommClosedError
 
-    def record(message, error):
+    def record(message, error, args=None):
         return logging.LogRecord(
-            "distributed.worker", logging.ERROR, __file__, 1, message, None,
-            (type(error), error, None),
+            "distributed.worker", logging.ERROR, __file__, 1, message, args,
+            None if error is None else (type(error), error, None),
         )
 
     failed = "Failed to communicate with scheduler during heartbeat."
+    compute = "Compute Failed\nKey:       %s\nState:     %s\nTask:  %s\nException: %r\n"
     return [
         record(failed, CommClosedError("in <TCP (closed) ConnectionPool.heartbeat_worker>")),
         record(failed, TimeoutError("Timed out trying to connect")),
         record("Compute Failed", CommClosedError("in <TCP (closed)>")),
+        record(compute, None, ("k", "executing", "t", repr(StoreError("cannot write x")))),
+        record(compute, None, ("k", "executing", "t", repr(ZeroDivisionError("by zero")))),
     ]
 
 

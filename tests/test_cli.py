@@ -94,6 +94,25 @@ def test_full_disk_is_one_line_and_nothing_complete(tmp_path):
     assert (tmp_path / "lib.h5").exists()
 
 
+def test_a_write_that_fails_in_a_worker_is_one_line(tmp_path):
+    """In a parallel Zarr build the workers write the chunks: a file-size limit that the
+    metadata stays under and a sinogram chunk does not (the workers inherit it) fails
+    their writes, which the build process reports as its one line."""
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    recipe = write_recipe(tmp_path / "r.yaml")
+    out = tmp_path / "lib.zarr"
+    result = tomobench("build", recipe, "--out", out, "--workers", "2", preexec_fn=limit_file_size)
+    assert_one_line_error(result, "cannot write", "File too large", "run the same build again")
+    assert not out.exists() and (tmp_path / "lib.zarr.partial").exists()
+    result = tomobench("build", recipe, "--out", out, "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert out.exists()
+
+
 def test_recipe_schema_is_json_schema():
     result = runner.invoke(app, ["recipe-schema"])
     schema = json.loads(result.output)

@@ -7,6 +7,7 @@ import logging
 import signal
 
 HEARTBEAT_FAILED = "Failed to communicate with scheduler during heartbeat."
+COMPUTE_FAILED = "Compute Failed"
 
 
 def dask_setup(worker) -> None:
@@ -17,11 +18,16 @@ def dask_setup(worker) -> None:
     A worker whose heartbeat is on its way when the cluster closes logs the closed connection
     with its traceback (about one cluster in 40 here): that is the end of a build, not an
     error, and the scheduler of a cluster the build starts lives in the build process, so a
-    lost connection to it says nothing the build does not know. Other errors still show."""
+    lost connection to it says nothing the build does not know.
+
+    A task that fails with an error meant for the user (a write to a full disk) is logged by
+    its worker with its traceback, and the build process, which gets the error back, says
+    it as its one line: the worker's record is dropped. Other errors still show."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     worker_logger = logging.getLogger("distributed.worker")
-    if not any(isinstance(known, ClosedHeartbeat) for known in worker_logger.filters):
-        worker_logger.addFilter(ClosedHeartbeat())
+    for kind in (ClosedHeartbeat, UserErrorOfATask):
+        if not any(isinstance(known, kind) for known in worker_logger.filters):
+            worker_logger.addFilter(kind())
 
 
 class ClosedHeartbeat(logging.Filter):
@@ -33,3 +39,24 @@ class ClosedHeartbeat(logging.Filter):
         if record.getMessage() != HEARTBEAT_FAILED or not record.exc_info:
             return True
         return not isinstance(record.exc_info[1], CommClosedError)
+
+
+class UserErrorOfATask(logging.Filter):
+    """Drops the record of a task that failed with a :class:`TomobenchError` (dask logs the
+    exception's ``repr``, which begins with its class's name)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(COMPUTE_FAILED) or len(record.args or ()) < 4:
+            return True
+        return str(record.args[3]).split("(", 1)[0] not in _user_error_names()
+
+
+def _user_error_names() -> set[str]:
+    from tomobench.errors import TomobenchError
+
+    names, kinds = set(), [TomobenchError]
+    while kinds:
+        kind = kinds.pop()
+        names.add(kind.__name__)
+        kinds += kind.__subclasses__()
+    return names
