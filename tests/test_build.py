@@ -166,14 +166,14 @@ def test_workers_hold_no_library_open_and_leave_ctrl_c_to_the_build(tmp_path, mo
         for files, ignores_ctrl_c, shown in workers.values():
             assert partial not in files
             assert ignores_ctrl_c
-            assert shown == [False, True, True, False, True]
+            assert shown == [False, True, True, False, True, True]
 
 
 def worker_records() -> list[logging.LogRecord]:
     """What a worker logs when its heartbeat fails: because the cluster closed as it was on
     its way (not shown), because of anything else (shown), and another error (shown); and
     when a task fails: with an error for the user (not shown: the build says it), with
-    another (shown)."""
+    another (shown), in a record of another form (shown)."""
     from distributed.comm.core import CommClosedError
 
     def record(message, error, args=None):
@@ -190,6 +190,7 @@ def worker_records() -> list[logging.LogRecord]:
         record("Compute Failed", CommClosedError("in <TCP (closed)>")),
         record(compute, None, ("k", "executing", "t", repr(StoreError("cannot write x")))),
         record(compute, None, ("k", "executing", "t", repr(ZeroDivisionError("by zero")))),
+        record("Compute Failed %(key)s", None, ({"key": "k"},)),  # a mapping for its args
     ]
 
 

@@ -46,7 +46,11 @@ class UserErrorOfATask(logging.Filter):
     exception's ``repr``, which begins with its class's name)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith(COMPUTE_FAILED) or len(record.args or ()) < 4:
+        if (
+            not str(record.msg).startswith(COMPUTE_FAILED)
+            or not isinstance(record.args, tuple)
+            or len(record.args) < 4
+        ):
             return True
         return str(record.args[3]).split("(", 1)[0] not in _user_error_names()
 
