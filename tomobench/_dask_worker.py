@@ -36,18 +36,21 @@ class ClosedHeartbeat(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from distributed.comm.core import CommClosedError
 
-        if record.getMessage() != HEARTBEAT_FAILED or not record.exc_info:
+        if record.msg != HEARTBEAT_FAILED or not record.exc_info:
             return True
         return not isinstance(record.exc_info[1], CommClosedError)
 
 
 class UserErrorOfATask(logging.Filter):
-    """Drops the record of a task that failed with a :class:`TomobenchError` (dask logs the
-    exception's ``repr``, which begins with its class's name)."""
+    """Drops the record of a task that failed with a :class:`TomobenchError`. dask logs the
+    exception's ``repr``, which begins with its class's name: the names of tomobench's
+    errors are matched (an error of another package by the same name would be dropped
+    too; the build process still raises it). A record of any other form passes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if (
-            not str(record.msg).startswith(COMPUTE_FAILED)
+            not isinstance(record.msg, str)
+            or not record.msg.startswith(COMPUTE_FAILED)
             or not isinstance(record.args, tuple)
             or len(record.args) < 4
         ):

@@ -469,9 +469,9 @@ def _run_distributed(client, store, recipe, todo, backend, scheduler, advance) -
             _guarded_write(store, split, index, start, arrays)
         else:
             if future.status != "finished":
-                future.result()  # raises the task's error
-                msg = f"the task of chunk {index} of {split} ended {future.status}"
-                raise RuntimeError(msg)
+                # raises the task's error; or, for a task whose worker died after it ended
+                # ("lost"), waits until dask has run it again, and its chunk is written
+                future.result()
             future.release()
             if store.format == "hdf5":
                 with _write_errors(store.path, store.close):
