@@ -445,19 +445,19 @@ def _run_distributed(client, store, recipe, todo, backend, scheduler, advance) -
         path = str(store.path)
         split, _, start, stop = task
         placed = None
+        if store.format == "hdf5" and scheduler is None:  # workers here write into the file
+            with _write_errors(store.path, store.close):
+                placed = store.placement(split, start, stop)
+        comes_back = store.format == "hdf5" and placed is None
         if store.format == "zarr":
             future = client.submit(_write_zarr_chunk, path, recipe, task, backend, pure=False)
+        elif comes_back:
+            future = client.submit(_compute_chunk, recipe, task, backend, pure=False)
         else:
-            if scheduler is None:  # workers on this machine: they write into the file
-                with _write_errors(store.path, store.close):
-                    placed = store.placement(split, start, stop)
-            if placed is None:
-                future = client.submit(_compute_chunk, recipe, task, backend, pure=False)
-            else:
-                future = client.submit(
-                    _write_hdf5_chunk, path, placed, recipe, task, backend, pure=False
-                )
-        submitted[future.key] = (task, store.format == "hdf5" and placed is None)
+            future = client.submit(
+                _write_hdf5_chunk, path, placed, recipe, task, backend, pure=False
+            )
+        submitted[future.key] = (task, comes_back)
         return future
 
     running = as_completed([submit(task) for _, task in zip(range(window), tasks)])
