@@ -38,12 +38,13 @@ into a temporary directory that is removed at the end. Parts, in order:
    RSS from ``os.wait4`` (read by a small launcher process: Linux carries a parent's RSS
    into a forked child's peak) and the peak of the summed RSS of the child and all its
    descendants (the dask workers) polled with psutil every 0.1 s, as RSS (shared pages
-   counted in every process that maps them: workers forked from the build share its pages)
+   counted in every process that maps them: workers forked from one fork server share its
+   pages)
    and as PSS (a page shared by k processes counted 1/k in each).
 
 Every library built is checked to be identical to the reference; nothing about speed is
-asserted. BLAS/OpenMP thread counts are set to 1 before numpy is imported (the build's
-forked dask workers inherit that; spawned ones have dask set it).
+asserted. BLAS/OpenMP thread counts are set to 1 before numpy is imported (dask sets them
+for its workers too).
 """
 
 from __future__ import annotations
@@ -192,8 +193,8 @@ def remove(path: Path) -> None:
 
 def time_build(recipe: Recipe, path: Path, workers: int) -> float:
     """Seconds of a whole build. This process's projector is let go first, so that the build
-    (or the workers it forks from this process) loads the cached matrix and cuts it into
-    blocks, as a build in a fresh process does."""
+    (or each of its workers) loads the cached matrix and cuts it into blocks, as a build in
+    a fresh process does."""
     get_projector.cache_clear()
     start = time.perf_counter()
     build(recipe, path, workers=workers)

@@ -12,7 +12,7 @@ per second, channel sinograms per second (cubes × channels), the peak RSS of th
 single process (``os.wait4``: the build process or one of its dask workers) and the peak of
 the summed RSS of the process tree, polled with psutil every 0.1 s, and of its summed PSS
 (proportional set size: a page that k processes share counts 1/k in each; workers forked
-from the build process share its pages, which the summed RSS counts once per process). Two
+from one fork server share its pages, which the summed RSS counts once per process). Two
 sizes N show
 whether memory grows with the number of samples (it must not: a build streams by chunks).
 Nothing is asserted.

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import sys
-import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -252,13 +251,7 @@ def build(
                     _guarded_write(store, split, index, start, arrays)
                     advance(stop - start)
         else:
-            # Local workers may be forked from this process: none may inherit the library
-            # open (a worker would hold HDF5's lock on it, and could write its metadata),
-            # nor the progress bar's thread. So the library is opened again, and the bar
-            # started, once the workers run.
-            store.close()
             with _client(workers, scheduler, backend) as client:
-                store = open_store(store.path, "r+", format=store.format)
                 with _progress_bar(progress, recipe, todo, wanted) as advance:
                     _run_distributed(client, store, recipe, todo, backend, scheduler, advance)
         missing = [split for split in wanted if not store.flags(split).all()]
@@ -497,15 +490,9 @@ def _client(workers: int, scheduler: str | None, backend: str):
             yield client
         return
     # The settings hold while the workers start, and no longer: a worker that dask starts
-    # again later (after a crash) is spawned, the library being open here by then.
-    with dask.config.set(_local_worker_config(backend)), warnings.catch_warnings():
-        # Python >= 3.12 warns of any fork in a process that runs threads (dask's event loop
-        # and the threads that watch its processes); a forked worker runs only its own
-        # event loop and the chunks' code
-        warnings.filterwarnings(
-            "ignore", message=r".*use of fork\(\) may lead to deadlocks",
-            category=DeprecationWarning,
-        )
+    # again later (after a crash) is spawned.
+    with dask.config.set(_local_worker_config(backend)):
+        _preload_forkserver()
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
@@ -517,6 +504,9 @@ def _client(workers: int, scheduler: str | None, backend: str):
             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             silence_logs=logging.ERROR,
             preload=["tomobench._dask_worker"],  # Ctrl-C is for the build process
+            # a worker forked from a fork server has the environment the server started
+            # with; it is given this process's as it is now (TOMOBENCH_DATA_DIR, say)
+            env=dict(os.environ),
         )
     with cluster, Client(cluster) as client:
         yield client
@@ -525,22 +515,27 @@ def _client(workers: int, scheduler: str | None, backend: str):
 def _local_worker_config(backend: str) -> dict:
     """dask settings for the workers a build with projector ``backend`` starts itself.
 
-    On Linux the workers are forked from the build process rather than spawned. They start
-    with everything it has imported (a spawned worker imports dask, numpy, SciPy, h5py and
-    tomobench anew, half a second of a core that the other worker lacks; two forked workers
-    of a 6,400-sample build of shapes-128 take 2.2 CPU seconds less in all) and with its
-    memory allocator as it is. The library is closed while the cluster starts and opened
-    again once it runs, so that no worker holds it open.
+    On Linux the workers are forked from a fork server (:func:`_preload_forkserver`), not
+    spawned: they start with the modules a task needs imported already (a spawned worker
+    imports dask, numpy, SciPy, h5py, ASTRA and tomobench anew, over a second of a core that
+    the other worker lacks: a 1,600-sample build of shapes-128 with two workers took
+    6.1-7.0 s spawned, 4.4-5.0 s from the fork server). They are never forked from the build
+    process itself: it runs threads (dask's event loop, the threads that watch its
+    processes, zarr's I/O loop), and a lock that one of them holds at the fork stays held in
+    the child for ever. A worker forked while a thread here was logging to a file hung on
+    its own first log line, and the build with it (one parallel build in about 200 on this
+    2-core host, under pytest, whose log file is /dev/null). The fork server is a fresh
+    interpreter with a single thread.
 
     Elsewhere (fork is unsafe on macOS and absent on Windows), where the workers project on
-    a GPU (the build process has asked CUDA whether there is a GPU, and CUDA cannot be used
-    in a process forked after that), and when dask starts a worker again, workers are
-    spawned. dask gives spawned workers ``MALLOC_TRIM_THRESHOLD_=65536`` so that freed
-    memory goes back to the system at once; with glibc's mmap for every large array, each
-    chunk then page-faults its arrays in anew (about 34,000 faults a chunk of shapes-128,
-    40 % of its time). So arrays below 64 MiB stay on their heap, and up to 128 MiB of free
-    heap is kept. (A forked worker has its allocator set up already: the variables do
-    nothing there.)
+    a GPU (CUDA is not tried in a forked process here), and when dask starts a worker again,
+    workers are spawned. dask gives its workers ``MALLOC_TRIM_THRESHOLD_=65536`` so that
+    freed memory goes back to the system at once; with glibc's mmap for every large array,
+    each chunk then page-faults its arrays in anew (about 34,000 faults a chunk of
+    shapes-128, 40 % of its time). So arrays below 64 MiB stay on their heap, and up to
+    128 MiB of free heap is kept. (dask sets these variables in the build process before it
+    starts a worker, and they hold for the fork server too, which starts with the first
+    worker.)
 
     The cluster's housekeeping is also slowed down, since nobody looks at a dashboard here and
     every CPU cycle it takes is one the workers lack: no statistical profiler (a stack sample
@@ -563,8 +558,32 @@ def _local_worker_config(backend: str) -> dict:
     environ.update({"MALLOC_MMAP_THRESHOLD_": 64 * 2**20, "MALLOC_TRIM_THRESHOLD_": 128 * 2**20})
     config["distributed.nanny.pre-spawn-environ"] = environ
     if sys.platform.startswith("linux") and backend != "astra-cuda":
-        config["distributed.worker.multiprocessing-method"] = "fork"
+        config["distributed.worker.multiprocessing-method"] = "forkserver"
     return config
+
+
+# what a worker imports to run a chunk's task, imported once by the fork server (tomobench
+# imports ASTRA, zarr and pooch only where they are used)
+FORKSERVER_PRELOAD = (
+    "distributed",
+    "astra",
+    "tomobench._dask_worker",
+    "tomobench.build",
+    "tomobench.datasets",
+    "tomobench.store.zarr",
+)
+
+
+def _preload_forkserver() -> None:
+    """Name the modules that the fork server imports when it starts (with the first worker
+    of the first cluster of this process; later clusters use it as it is). dask names its
+    own list (dask, numpy and the like, not tomobench) the first time it is asked for the
+    fork server's context: it is asked first, and its list replaced."""
+    from distributed.utils import get_mp_context
+
+    context = get_mp_context()  # the method of the settings in force
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
 
 
 @contextmanager
