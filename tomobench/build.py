@@ -516,16 +516,17 @@ def _local_worker_config(backend: str) -> dict:
     """dask settings for the workers a build with projector ``backend`` starts itself.
 
     On Linux the workers are forked from a fork server (:func:`_preload_forkserver`), not
-    spawned: they start with the modules a task needs imported already (a spawned worker
-    imports dask, numpy, SciPy, h5py, ASTRA and tomobench anew, over a second of a core that
-    the other worker lacks: a 1,600-sample build of shapes-128 with two workers took
-    6.1-7.0 s spawned, 4.4-5.0 s from the fork server). They are never forked from the build
-    process itself: it runs threads (dask's event loop, the threads that watch its
-    processes, zarr's I/O loop), and a lock that one of them holds at the fork stays held in
-    the child for ever. A worker forked while a thread here was logging to a file hung on
-    its own first log line, and the build with it (one parallel build in about 200 on this
-    2-core host, under pytest, whose log file is /dev/null). The fork server is a fresh
-    interpreter with a single thread.
+    spawned: they start with the modules a task needs imported already. A spawned worker
+    imports dask, numpy, SciPy, h5py, ASTRA and tomobench anew: a cluster of two started in
+    1.1-1.4 s, and its workers still imported ASTRA and tomobench at their first task; from
+    the fork server, in 0.09-0.15 s (the first time in a process, the server's imports
+    included, 1.7-2.2 s). They are never forked from the build process itself: it runs
+    threads (dask's event loop, the threads that watch its processes, zarr's I/O loop), and
+    a lock that one of them holds at the fork stays held in the child for ever. A worker
+    forked while a thread here was writing a log line hung on its own first log line, and
+    the build with it (twice in about 400 runs of a test's first parallel builds on a 2-core
+    host, under pytest, whose log file is /dev/null). The fork server is a fresh interpreter
+    with a single thread.
 
     Elsewhere (fork is unsafe on macOS and absent on Windows), where the workers project on
     a GPU (CUDA is not tried in a forked process here), and when dask starts a worker again,
