@@ -36,11 +36,12 @@ into a temporary directory that is removed at the end. Parts, in order:
 7. peak memory of builds of each of ``--mem-sizes`` samples, each in a fresh subprocess
    (this script's ``--child`` mode), for each of ``--mem-workers``: the child's own peak
    RSS from ``os.wait4`` (read by a small launcher process: Linux carries a parent's RSS
-   into a forked child's peak) and the peak of the summed RSS of the child and all its
-   descendants (the dask workers) polled with psutil every 0.1 s, as RSS (shared pages
-   counted in every process that maps them: workers forked from one fork server share its
-   pages)
-   and as PSS (a page shared by k processes counted 1/k in each).
+   into a forked child's peak; the dask workers, children of the fork server, are not in
+   it), the largest RSS of any one process of the tree polled with psutil every 0.1 s, and
+   the peak of the summed RSS of the child and all its descendants (the fork server and
+   the dask workers), as RSS (shared pages counted in every process that maps them:
+   workers forked from one fork server share its pages) and as PSS (a page shared by k
+   processes counted 1/k in each); and the CPU seconds of the whole tree, as last polled.
 
 Every library built is checked to be identical to the reference; nothing about speed is
 asserted. BLAS/OpenMP thread counts are set to 1 before numpy is imported (dask sets them
@@ -62,6 +63,7 @@ for _name in (
     os.environ[_name] = "1"
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -326,7 +328,8 @@ def run_child(args, n: int, workers: int, out: Path) -> dict:
         command += ["--chunk", str(args.chunk)]
     start = time.perf_counter()
     launcher = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    tree_peak = tree_pss_peak = own_peak = 0
+    tree_peak = tree_pss_peak = own_peak = largest_peak = 0
+    cpu: dict[int, float] = {}  # pid -> CPU seconds, as last polled
     while psutil is not None and launcher.poll() is None:
         total = total_pss = 0
         try:
@@ -343,6 +346,10 @@ def run_child(args, n: int, workers: int, out: Path) -> dict:
                 continue
             total += info.rss
             total_pss += getattr(info, "pss", 0)
+            largest_peak = max(largest_peak, info.rss)
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                times = process.cpu_times()
+                cpu[process.pid] = times.user + times.system
             if process in children:
                 own_peak = max(own_peak, info.rss)
         tree_peak = max(tree_peak, total)
@@ -362,6 +369,8 @@ def run_child(args, n: int, workers: int, out: Path) -> dict:
         "user": report["user"],
         "sys": report["sys"],
         "own_polled": own_peak / 2**20 if psutil is not None else None,
+        "largest_polled": largest_peak / 2**20 if psutil is not None else None,
+        "tree_cpu": sum(cpu.values()) if psutil is not None else None,
         "tree_polled": tree_peak / 2**20 if psutil is not None else None,
         "tree_pss": tree_pss_peak / 2**20 if tree_pss_peak else None,
     }
@@ -540,8 +549,9 @@ def main(argv: list[str] | None = None) -> None:
         print()
         print(
             f"{'peak memory (fresh process, hdf5)':36s} {'seconds':>8s} {'samples/s':>10s} "
-            f"{'maxrss MiB':>11s} {'own polled':>11s} {'tree polled':>12s} {'tree PSS':>9s} "
-            f"{'user s':>7s} {'sys s':>6s}"
+            f"{'maxrss MiB':>11s} {'own polled':>11s} {'largest polled':>15s} "
+            f"{'tree polled':>12s} {'tree PSS':>9s} {'user s':>7s} {'sys s':>6s} "
+            f"{'tree CPU s':>11s}"
         )
         for item in memory:
             label = f"build {item['n']} samples, workers={item['workers']}"
@@ -555,8 +565,10 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"{label:36s} {item['wall']:8.2f} {item['n'] / item['wall']:10.1f} "
                 f"{fmt_mib(item['maxrss'])} {fmt_mib(item['own_polled'])} "
+                f"{fmt_mib(item['largest_polled']):>15s} "
                 f"{fmt_mib(item['tree_polled']):>12s} {fmt_mib(item['tree_pss']):>9s} "
-                f"{item['user']:7.1f} {item['sys']:6.1f}"
+                f"{item['user']:7.1f} {item['sys']:6.1f} "
+                + (f"{item['tree_cpu']:11.1f}" if item["tree_cpu"] is not None else "n/a")
             )
         for workers in mem_workers:
             rows = [m for m in memory if m["workers"] == workers and "skipped" not in m]
@@ -568,12 +580,15 @@ def main(argv: list[str] | None = None) -> None:
                         f"samples: {large[key] / small[key]:.2f}x"
                     )
         print(
-            "  (maxrss: peak RSS from os.wait4, the largest single process among the child "
-            "and its descendants;\n   polled: psutil every 0.1 s, own = the child process, "
-            "tree = child + dask workers summed, shared pages counted in each process;\n"
+            "  (maxrss: peak RSS from os.wait4, the largest of the child and the descendants "
+            "it waited for (not the workers,\n   which are the fork server's children);"
+            " polled: psutil every 0.1 s, own = the child process, largest = the largest\n"
+            "   single process of the tree, tree = child + fork server + dask workers summed,"
+            " shared pages counted in each process;\n"
             "   tree PSS: the same sum of proportional set sizes, a page shared by k "
             "processes counting 1/k in each;\n"
-            "   user/sys: CPU seconds of the child and its descendants, from os.wait4)"
+            "   user/sys: CPU seconds of the child (and descendants it waited for), from "
+            "os.wait4; tree CPU: the tree's, as last polled)"
         )
         largest = max(mem_sizes)
         by_workers = {
