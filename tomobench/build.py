@@ -578,8 +578,9 @@ FORKSERVER_PRELOAD = (
 def _preload_forkserver() -> None:
     """Name the modules that the fork server imports when it starts (with the first worker
     of the first cluster of this process; later clusters use it as it is). dask names its
-    own list (dask, numpy and the like, not tomobench) the first time it is asked for the
-    fork server's context: it is asked first, and its list replaced."""
+    own list (dask, numpy and the like, not tomobench; it imports them here to see which
+    are installed, pandas too where it is) the first time it is asked for the fork
+    server's context: it is asked first, and its list replaced."""
     from distributed.utils import get_mp_context
 
     context = get_mp_context()  # the method of the settings in force
