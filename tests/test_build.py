@@ -218,6 +218,26 @@ def test_workers_hold_no_library_open_and_leave_ctrl_c_to_the_build(tmp_path, mo
             assert shown == [False, True, True, False, True, True]
 
 
+def test_workers_see_the_environment_of_the_build_process_as_it_is(tmp_path, monkeypatch):
+    """The fork server keeps the environment it started with; the workers forked from it
+    get the build process's as it is when the cluster starts."""
+    import tomobench.build  # noqa: F401 - the module, which the package's build() hides
+
+    build(make_recipe(), tmp_path / "first.h5", workers=2)  # the fork server runs from here
+    monkeypatch.setenv("TOMOBENCH_TEST_PROBE", str(tmp_path))
+    module = sys.modules["tomobench.build"]
+    run_distributed = module._run_distributed
+    seen = []
+
+    def inside(client, *args):
+        seen.append(client.run(lambda: os.environ.get("TOMOBENCH_TEST_PROBE")))
+        return run_distributed(client, *args)
+
+    monkeypatch.setattr(module, "_run_distributed", inside)
+    build(make_recipe(), tmp_path / "second.h5", workers=2)
+    assert [list(found.values()) for found in seen] == [[str(tmp_path)] * 2]
+
+
 def worker_records() -> list[logging.LogRecord]:
     """What a worker logs when its heartbeat fails: because the cluster closed as it was on
     its way (not shown), because of anything else (shown), and another error (shown); and
