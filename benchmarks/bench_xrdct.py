@@ -8,8 +8,10 @@ Usage::
 For each recipe, number of samples N and worker count W, the recipe's splits are replaced by
 one ``test`` split of N samples and ``tomobench build`` runs in a fresh process (start-up
 included) into a temporary folder, removed at the end. Printed per build: seconds, cubes
-per second, channel sinograms per second (cubes × channels), the peak RSS of the largest
-single process (``os.wait4``: the build process or one of its dask workers) and the peak of
+per second, channel sinograms per second (cubes × channels), the peak RSS from
+``os.wait4`` (the build process and the descendants it waited for; the dask workers,
+children of the fork server, are not among them and count in the tree's figures only)
+and the peak of
 the summed RSS of the process tree, polled with psutil every 0.1 s, and of its summed PSS
 (proportional set size: a page that k processes share counts 1/k in each; workers forked
 from one fork server share its pages, which the summed RSS counts once per process). Two
