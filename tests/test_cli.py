@@ -1,6 +1,7 @@
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -184,6 +185,33 @@ def test_baseline_score_and_leaderboard(tmp_path, tiny_library):
     (board / "README.md").unlink()
     assert runner.invoke(app, ["leaderboard", str(board)]).exit_code == 0
     assert "SIRT 20" in (board / "README.md").read_text()
+
+    # another submission under the same method: refused, then replaced with --overwrite
+    fbp = tmp_path / "fbp.npy"
+    assert tomobench("baseline", "fbp", tiny_library, "--out", fbp).returncode == 0
+    again = ["score", fbp, tiny_library, "--leaderboard", board, "--method", "SIRT 20",
+             "--who", "tests"]
+    assert_one_line_error(tomobench(*again), "already holds an entry for 'SIRT 20'",
+                          "--overwrite")
+    assert json.loads(entries[0].read_text()) == entry
+    assert_one_line_error(tomobench("score", fbp, tiny_library, "--overwrite"),
+                          "--overwrite applies to a leaderboard entry")
+    result = tomobench(*again, "--overwrite")
+    assert result.returncode == 0, result.stderr
+    replaced = json.loads(entries[0].read_text())
+    assert replaced["metrics"]["psnr"]["mean"] != entry["metrics"]["psnr"]["mean"]
+    assert replaced["reproduce"] == [f"tomobench score {fbp} {tiny_library} --split test"]
+
+
+def test_baseline_refuses_a_library_still_being_built(tmp_path, tiny_library):
+    """An interrupted build's unwritten samples read as zeros: no submission from them."""
+    partial = shutil.copy(tiny_library, tmp_path / "lib.h5.partial")
+    with h5py.File(partial, "r+") as file:
+        file.attrs["complete"] = False
+    out = tmp_path / "fbp.npy"
+    result = tomobench("baseline", "fbp", tmp_path / "lib.h5", "--out", out)
+    assert_one_line_error(result, "lib.h5.partial", "the library is incomplete")
+    assert not out.exists()
 
 
 def test_a_bad_submission_is_one_line_and_no_entry(tmp_path, tiny_library):

@@ -95,6 +95,16 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_recipe(path)
     with pytest.raises(RecipeError, match="not found"):
         load_recipe(tmp_path / "absent.yaml")
+    with pytest.raises(RecipeError, match="cannot be read: Is a directory"):
+        load_recipe(tmp_path)
+
+
+def test_a_folder_named_like_a_published_recipe_does_not_hide_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shapes-32-seed").mkdir()  # e.g. what `tomobench demo --folder` made
+    assert load_recipe("shapes-32-seed").geometry.angles == 32
+    (tmp_path / "demo").write_text(json.dumps({**TINY, "name": "mine"}))  # a file comes first
+    assert load_recipe("demo").name == "mine"
 
 
 def test_hash_ignores_storage_options_and_key_order():

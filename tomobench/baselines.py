@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from tomobench.errors import RecipeError
+from tomobench.errors import RecipeError, StoreError
 from tomobench.physics.geometry import ParallelGeometry, from_recipe
 from tomobench.physics.projector import FBP_FILTERS, get_projector
 from tomobench.sources.shapes import circular_mask
@@ -162,10 +162,19 @@ def run(method: str, library, *, split: str = "test", indices=None, **options) -
     """Reconstruct a split of a library (or the samples ``indices`` of it) with ``method``,
     using the geometry and projection model of the library's recipe: (N, H, W) float32, or
     (N, H, W, C) for a hyperspectral library, each channel reconstructed on its own (the C
-    channel sinograms of a sample go through the algorithm as one batch)."""
+    channel sinograms of a sample go through the algorithm as one batch).
+
+    Raises :class:`~tomobench.errors.StoreError` for a library whose build has not
+    finished (its unwritten samples would read as zeros)."""
     if method not in _ALGORITHMS:
         msg = f"unknown baseline {method!r} (allowed: {', '.join(METHODS)})"
         raise RecipeError(msg)
+    if not library.complete:
+        msg = (
+            f"{library.path}: the library is incomplete (a build in progress or interrupted); "
+            "finish the build before reconstructing from it"
+        )
+        raise StoreError(msg)
     recipe = library.recipe
     algorithm, geometry = _ALGORITHMS[method], from_recipe(recipe)
     options.setdefault("model", recipe.geometry.projector)

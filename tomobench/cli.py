@@ -46,7 +46,9 @@ def _user_errors(command):
 def build(
     recipe: str = typer.Argument(..., help="recipe YAML file, or the name of a published one"),
     out_path: Path | None = typer.Option(
-        None, "--out", help="library path (*.h5 or *.zarr); default: NAME.h5 in this folder"
+        None,
+        "--out",
+        help="library path (*.h5 or *.zarr); default: NAME.h5 (NAME.zarr for Zarr) in this folder",
     ),
     format: str | None = typer.Option(None, "--format", help="hdf5 or zarr"),
     workers: int = typer.Option(1, "--workers", min=1, help="local worker processes"),
@@ -176,6 +178,9 @@ def score(
     reproduce: list[str] = typer.Option(
         [], "--reproduce", help="a command that made the submission (repeat, in order)"
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="replace a different entry already in the entry's file"
+    ),
 ) -> None:
     """Score a submission against a split's ground truth, beside FBP."""
     from tomobench.errors import SubmissionError
@@ -184,6 +189,9 @@ def score(
 
     if leaderboard is not None and not method:
         msg = "--leaderboard needs --method NAME"
+        raise SubmissionError(msg)
+    if overwrite and leaderboard is None:
+        msg = "--overwrite applies to a leaderboard entry: give --leaderboard DIR too"
         raise SubmissionError(msg)
     report = run_score(submission, library, split=split, leaderboard=leaderboard)
     out.print(
@@ -199,7 +207,7 @@ def score(
         scoring = ["tomobench", "score", str(submission), str(library), "--split", split]
         commands = [*reproduce, shlex.join(scoring)]
         entry = add_to_leaderboard(
-            report, leaderboard, method=method, who=who, reproduce=commands
+            report, leaderboard, method=method, who=who, reproduce=commands, overwrite=overwrite
         )
         out.print(f"leaderboard entry: {entry}")
 

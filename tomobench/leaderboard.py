@@ -180,7 +180,7 @@ def write_entry(directory: str | Path, entry: Entry, *, overwrite: bool = False)
         msg = (
             f"{path} already holds an entry for {existing.method!r} on {existing.library} "
             f"split {existing.split} (by {existing.who}, {existing.date}); "
-            "pass overwrite=True (--overwrite) to replace it"
+            "pass --overwrite (overwrite=True) to replace it"
         )
         raise LeaderboardError(msg)
     path.parent.mkdir(parents=True, exist_ok=True)

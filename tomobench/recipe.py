@@ -495,13 +495,14 @@ def published_recipes() -> dict[str, Path]:
 
 
 def load_recipe(path_or_name: str | Path) -> Recipe:
-    """Read a recipe from a YAML file, or a published recipe by name (``shapes-128``)."""
+    """Read a recipe from a YAML file, or a published recipe by name (``shapes-128``); a
+    file of that name comes first, a folder of that name does not hide the recipe."""
     path = Path(path_or_name)
-    if not path.exists():
+    if not path.is_file():
         published = published_recipes()
         if str(path_or_name) in published:
             path = published[str(path_or_name)]
-        else:
+        elif not path.exists():
             names = ", ".join(published) or "none"
             msg = (
                 f"recipe {str(path_or_name)!r} not found: "
