@@ -181,7 +181,7 @@ def run(method: str, library, *, split: str = "test", indices=None, **options) -
     sinograms = library[f"{split}/sinograms"]
     if sinograms.ndim == 3:
         if indices is None:
-            data = sinograms[...]
+            data = library.read(f"{split}/sinograms")
         else:
             data = np.stack([sinograms[int(index)] for index in indices])
         return algorithm(data, geometry, **options)

@@ -116,6 +116,13 @@ def corrupt(
             else:  # air scatter: the same hump in 2θ at every angle and detector pixel
                 peak = float(out[index].max())
                 out[index] = out[index] + op.level * peak * _air_hump(recipe, op)
+    if recipe.noise and not np.isfinite(out).all():
+        kinds = ", ".join(op.kind for op in recipe.noise)
+        msg = (
+            f"recipe {recipe.name}: its noise ({kinds}) makes sinogram values too large for "
+            "float32; lower its sigma or counts"
+        )
+        raise RecipeError(msg)
     return out
 
 
@@ -483,7 +490,7 @@ def _client(workers: int, scheduler: str | None, backend: str):
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as error:
+        except (OSError, TimeoutError, ValueError) as error:  # ValueError: a bad address
             msg = f"cannot reach the dask scheduler at {scheduler}: {error}"
             raise StoreError(msg) from None
         with client:

@@ -7,6 +7,7 @@ import json
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import typer
@@ -23,6 +24,12 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+# zarr warns, with its own source line, of each entry of a store that has lost its metadata;
+# the command then says in one line what is missing
+warnings.filterwarnings(
+    "ignore", message=r"Object at .* is not recognized as a component of a Zarr hierarchy"
+)
+
 
 def _user_errors(command):
     """Errors a user can fix end with one line on stderr and exit code 2."""
@@ -32,7 +39,9 @@ def _user_errors(command):
         try:
             return command(*args, **kwargs)
         except TomobenchError as error:
-            err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+            # one line, even where a library's message (h5py's, imageio's) spans several
+            text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+            err.print(f"error: {text}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted: run the same command again to resume", highlight=False)

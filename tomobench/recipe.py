@@ -22,7 +22,7 @@ SPLIT_IDS = {name: index for index, name in enumerate(SPLITS)}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ShapesSource(_Strict):
@@ -56,6 +56,7 @@ class ShapesSource(_Strict):
     image_noise_counts: float | None = Field(
         None,
         gt=0,
+        le=1e15,
         description="Poisson noise on the image at this many counts for value 1 "
         "(the 2020 generator used 256)",
     )
@@ -161,7 +162,31 @@ class ExperimentalSource(_Strict):
         if len(set(named)) != len(named):
             msg = "a sinogram is named in two splits: splits must not share slices"
             raise ValueError(msg)
+        ranges = [
+            (split, item, _slice_range(item))
+            for split, items in self.slices.items()
+            for item in items
+        ]
+        for position, (split, item, (start, stop)) in enumerate(ranges):
+            for other_split, other, (low, high) in ranges[position + 1 :]:
+                if other_split != split and max(start, low) < min(stop, high):
+                    msg = (
+                        f"slices {item!r} of {split} and {other!r} of {other_split} overlap: "
+                        "splits must not share sinograms"
+                    )
+                    raise ValueError(msg)
         return self
+
+
+def _slice_range(item: str) -> tuple[float, float]:
+    """The sinograms ``[start, stop)`` that a slice item of a single-array file names:
+    everything for ``all``, nothing known (an empty range) for a dataset key."""
+    if item == "all":
+        return (0, float("inf"))
+    start, colon, stop = item.partition(":")
+    if colon and start.isdigit() and stop.isdigit():
+        return (int(start), int(stop))
+    return (0, 0)
 
 
 class PhaseDefinition(_Strict):
@@ -216,7 +241,7 @@ class XRDCTSource(_Strict):
     two_theta: tuple[float, float] = Field(
         (1.0, 12.0), description="2θ range in degrees, both ends included"
     )
-    channels: int = Field(400, ge=1, le=10_000, description="points of the 2θ axis")
+    channels: int = Field(400, ge=2, le=10_000, description="points of the 2θ axis")
     size_range_nm: tuple[float, float] = Field(
         (5.0, 30.0), description="crystallite sizes drawn in this range (Scherrer widths)"
     )
@@ -326,7 +351,7 @@ class Geometry(_Strict):
         None, ge=1, le=100_000, description="detector pixels (default: image size)"
     )
     detector_spacing: float = Field(
-        1.0, gt=0, description="detector pixel width in units of image pixels"
+        1.0, gt=0, le=1000, description="detector pixel width in units of image pixels"
     )
     projector: Literal["line", "strip", "linear"] = Field(
         "linear", description="ASTRA projection model"
@@ -343,7 +368,7 @@ class PoissonNoise(_Strict):
     """Photon-counting noise in the Beer–Lambert sense."""
 
     kind: Literal["poisson"]
-    photons: float = Field(gt=0, description="incident photons per detector pixel")
+    photons: float = Field(gt=0, le=1e15, description="incident photons per detector pixel")
     attenuation: float | None = Field(
         None,
         gt=0,
@@ -371,7 +396,9 @@ class CountingNoise(_Strict):
     value v becomes Poisson(v · counts) / counts."""
 
     kind: Literal["counting"]
-    counts: float = Field(gt=0, description="expected counts for a sinogram value of 1")
+    counts: float = Field(
+        gt=0, le=1e15, description="expected counts for a sinogram value of 1"
+    )
 
 
 class AirNoise(_Strict):
@@ -475,11 +502,17 @@ class Recipe(_Strict):
         return hashlib.sha256(text.encode()).hexdigest()
 
     def with_output(self, *, format: str | None = None, chunk: int | None = None) -> Recipe:
-        """A copy with the storage options replaced."""
+        """A copy with the storage options replaced (:class:`RecipeError` if one is out of
+        range, named as the recipe field it replaces)."""
         output = self.output.model_copy(
             update={k: v for k, v in {"format": format, "chunk": chunk}.items() if v is not None}
         )
-        return self.model_validate({**self.model_dump(), "output": output.model_dump()})
+        try:
+            return self.model_validate({**self.model_dump(), "output": output.model_dump()})
+        except ValidationError as error:
+            problems = "; ".join(_describe(item) for item in error.errors())
+            msg = f"recipe {self.name}: {problems}"
+            raise RecipeError(msg) from None
 
 
 def published_recipes() -> dict[str, Path]:
@@ -524,6 +557,9 @@ def read_yaml(path: Path, *, what: str, error: type[Exception] = RecipeError) ->
         raise error(msg) from None
     except OSError as problem:
         msg = f"{what} {path}: cannot be read: {problem.strerror or problem}"
+        raise error(msg) from None
+    except UnicodeDecodeError as problem:
+        msg = f"{what} {path}: not UTF-8 text (byte {problem.start}); a YAML file is expected"
         raise error(msg) from None
 
 

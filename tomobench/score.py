@@ -16,6 +16,7 @@ an infinity) as ``null``. It never writes NaN.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -92,8 +93,14 @@ def write_submission(path: str | Path, reconstructions: np.ndarray) -> Path:
     write never leaves a file that looks complete. A Zarr submission's fill value is NaN, so
     a chunk that goes missing later reads as NaN and is refused when scored.
     """
+    from tomobench.store import refuse_library_as_output
+
     path = Path(path)
     format = _format_of(path)
+    refuse_library_as_output(path)
+    if path.is_dir() and not (format == "zarr" and (path / "zarr.json").is_file()):
+        msg = f"cannot write {path}: a folder that is not a Zarr submission is there"
+        raise SubmissionError(msg)
     array = np.asarray(reconstructions)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -230,7 +237,7 @@ def _read_zarr(path: Path) -> np.ndarray:
             msg = f"{path}: {KEY!r} is a group, not an array"
             raise SubmissionError(msg)
         return node[...]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:  # codecs
         if isinstance(error, SubmissionError):
             raise
         msg = f"{path}: not a readable Zarr group ({_first_line(error)})"
@@ -418,18 +425,12 @@ class Report:
         columns = {f"submission_{name}": values for name, values in self.scores.items()}
         if self.baseline_scores is not None:
             columns |= {f"{self.baseline}_{k}": v for k, v in self.baseline_scores.items()}
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(temporary, "w", newline="") as file:
-                writer = csv.writer(file)
-                writer.writerow(["index", *columns])
-                for index in range(self.n):
-                    writer.writerow([index, *(repr(float(v[index])) for v in columns.values())])
-            os.replace(temporary, path)
-        finally:
-            if temporary.exists():
-                temporary.unlink()
-        return path
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(["index", *columns])
+        for index in range(self.n):
+            writer.writerow([index, *(repr(float(v[index])) for v in columns.values())])
+        return write_text(path, text.getvalue())
 
     def table(self):
         """A :class:`rich.table.Table`: one row per metric and statistic, one column for the
@@ -484,6 +485,11 @@ def jsonable(values):
 
 
 def write_text(path: Path, text: str) -> Path:
+    """``text`` written to ``path`` through a temporary file beside it (a library is never
+    replaced); an OSError becomes one line."""
+    from tomobench.store import refuse_library_as_output
+
+    refuse_library_as_output(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         temporary.write_text(text)
@@ -530,7 +536,7 @@ def score(
         array = check_submission(
             read_submission(submission_path), library, split, source=submission_path
         )
-        images = library[f"{split}/images"][...]
+        images = library.read(f"{split}/images")
         scores = per_sample_scores(images, array)
         baseline_scores = None
         if baseline is not None:

@@ -114,6 +114,9 @@ def _panel(axis, image: np.ndarray, title: str) -> None:
 
 
 def _save(figure, out: Path) -> Path:
+    from tomobench.store import refuse_library_as_output
+
+    refuse_library_as_output(out)
     temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         figure.savefig(temporary, format="png", dpi=DPI)

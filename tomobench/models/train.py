@@ -235,7 +235,16 @@ def _fit(run, config, state, shapes, train_stream, validation_stream, verbose, c
     seed = np.random.SeedSequence([config.seed, first]).generate_state(1)[0]
     keras.utils.set_random_seed(int(seed))
     if first:
-        model = keras.models.load_model(run / CHECKPOINTS / state["checkpoint"])
+        checkpoint = run / CHECKPOINTS / state["checkpoint"]
+        try:
+            model = keras.models.load_model(checkpoint)
+        except (OSError, ValueError, KeyError) as error:  # a missing or damaged file
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            msg = (
+                f"{checkpoint}: the checkpoint to resume from does not load ({reason}); "
+                f"remove the run folder {run} to train from the start"
+            )
+            raise RunError(msg) from None
     else:
         model = _compiled_model(config, shapes)
     recorder = _Recorder(run, config, state, samples=train_stream.count)

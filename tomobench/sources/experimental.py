@@ -157,6 +157,12 @@ def _select(array: np.ndarray, item: str) -> np.ndarray:
     except ValueError:
         msg = f"slice item {item!r} must be 'all' or 'start:stop' for a single-array file"
         raise RecipeError(msg) from None
+    if not 0 <= start < stop <= len(array):
+        msg = (
+            f"slice item {item!r} must lie within the file's {len(array)} sinograms "
+            "(0 <= start < stop)"
+        )
+        raise RecipeError(msg)
     return array[start:stop]
 
 

@@ -56,13 +56,32 @@ class Library:
             store.close()
             msg = f"{path}: not a tomobench library (no tomobench_format attribute)"
             raise StoreError(msg)
-        if int(attrs["tomobench_format"]) > FORMAT_VERSION:
+        try:
+            version = int(attrs["tomobench_format"])
+        except (TypeError, ValueError):
+            version = None
+        if version is None:
+            store.close()
+            msg = f"{path}: a damaged library: tomobench_format {attrs['tomobench_format']!r}"
+            raise StoreError(msg)
+        if version > FORMAT_VERSION:
             store.close()
             msg = (
-                f"{path}: library format {attrs['tomobench_format']} is newer than this "
-                f"tomobench reads ({FORMAT_VERSION}); upgrade tomobench"
+                f"{path}: library format {version} is newer than this tomobench reads "
+                f"({FORMAT_VERSION}); upgrade tomobench"
             )
             raise StoreError(msg)
+        missing = [key for key in ("recipe", "recipe_sha256") if key not in attrs]
+        if missing:
+            store.close()
+            msg = f"{path}: a damaged library: no {' or '.join(missing)} attribute"
+            raise StoreError(msg)
+        try:
+            self._recipe = parse_recipe(json.loads(attrs["recipe"]), origin=f"{path} recipe")
+        except (TypeError, ValueError) as error:  # RecipeError is a ValueError
+            store.close()
+            msg = f"{path}: a damaged library: its recipe attribute does not read ({error})"
+            raise StoreError(msg) from None
         self.attrs = attrs
 
     def __enter__(self) -> Library:
@@ -83,7 +102,7 @@ class Library:
 
     @property
     def recipe(self) -> Recipe:
-        return parse_recipe(json.loads(self.attrs["recipe"]), origin=f"{self.path} recipe")
+        return self._recipe
 
     @property
     def recipe_sha256(self) -> str:
@@ -106,7 +125,11 @@ class Library:
         if split not in self.splits:
             msg = f"{self.path}: no split {split!r} (has {', '.join(self.splits) or 'none'})"
             raise StoreError(msg)
-        return self.store.arrays(split)
+        try:
+            return self.store.arrays(split)
+        except (OSError, ValueError, KeyError) as error:  # an array's metadata lost or broken
+            msg = f"{self.path}: a damaged library: split {split!r} does not read ({error})"
+            raise StoreError(msg) from None
 
     def __getitem__(self, key: str):
         split, _, name = key.partition("/")
@@ -116,17 +139,63 @@ class Library:
             raise StoreError(msg)
         return arrays[name]
 
+    def read(self, key: str) -> np.ndarray:
+        """The whole array ``split/name``, read into memory; :class:`StoreError` if it does
+        not read (a corrupt chunk) or holds non-finite values, which tomobench never writes
+        (a Zarr chunk that is missing reads as NaN)."""
+        array = self[key]
+        try:
+            values = np.asarray(array[...])
+        except (OSError, ValueError, KeyError, RuntimeError) as error:  # zarr's codecs raise
+            msg = f"{self.path}: a damaged library: {key} does not read ({error})"
+            raise StoreError(msg) from None
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            bad = int(values.size - np.isfinite(values).sum())
+            msg = (
+                f"{self.path}: a damaged library: {key} holds {bad} non-finite values "
+                "(a chunk lost in a copy?)"
+            )
+            raise StoreError(msg)
+        return values
+
     def chunks_done(self, split: str) -> tuple[int, int]:
         """(chunks written, chunks in all) for one split."""
         flags = self.store.flags(split)
         if flags is not None:
             return int(flags.sum()), len(flags)
-        count = self.arrays(split)["images"].shape[0]
+        count = self[f"{split}/images"].shape[0]
         total = chunk_count(count, self.recipe.output.chunk) if count else 0
         return (total, total) if self.complete else (0, total)
 
     def nbytes_on_disk(self) -> int:
         return self.store.nbytes_on_disk()
+
+
+def is_library(path: str | Path) -> bool:
+    """Whether ``path`` holds a tomobench library (an HDF5 file or a Zarr folder whose root
+    has a ``tomobench_format`` attribute), complete or not. Reads only the root's metadata."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            meta = json.loads((path / "zarr.json").read_text())
+            return "tomobench_format" in (meta.get("attributes") or {})
+        if path.is_file():
+            import h5py
+
+            if h5py.is_hdf5(path):
+                with h5py.File(path, "r") as file:
+                    return "tomobench_format" in file.attrs
+    except (OSError, ValueError, AttributeError):
+        return False
+    return False
+
+
+def refuse_library_as_output(path: str | Path) -> None:
+    """:class:`StoreError` if the output ``path`` would replace a library (say, the one a
+    command reads, given again as its ``--out``)."""
+    if is_library(path):
+        msg = f"{path} is a tomobench library: write the output under another name"
+        raise StoreError(msg)
 
 
 def open_library(path: str | Path) -> Library:

@@ -70,7 +70,9 @@ class ZarrStore:
                 shape=spec.shape,
                 dtype=spec.dtype,
                 chunks=spec.chunks,
-                fill_value=0,
+                # a chunk that goes missing (a copy cut short) then reads as NaN, which
+                # Library.read refuses, not as zeros that look like data
+                fill_value=np.nan if np.dtype(spec.dtype).kind == "f" else 0,
                 compressors=_COMPRESSOR,
             )
         self._group.require_group(BUILD_GROUP).create_array(

@@ -239,8 +239,8 @@ def _given_masks(masks, size, n_phases):
     if maps.shape != (n_phases, size, size):
         msg = f"masks has shape {maps.shape}; expected {(n_phases, size, size)}"
         raise ValueError(msg)
-    if maps.min() < 0 or maps.max() > 1:
-        msg = "masks must hold values in [0, 1]"
+    if not np.isfinite(maps).all() or maps.min() < 0 or maps.max() > 1:
+        msg = "masks must hold values in [0, 1] (NaN and infinities are not)"
         raise ValueError(msg)
     return maps.astype(np.float32)
 
