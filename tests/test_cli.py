@@ -247,3 +247,120 @@ def test_datasets_lists_the_registry():
 
 def test_fetch_an_unknown_dataset_is_one_line():
     assert_one_line_error(tomobench("fetch", "DIV2K_train.zip"), "DIV2K_train_HR.zip")
+
+
+@pytest.fixture(scope="module")
+def tiny_zarr(tmp_path_factory):
+    from tomobench.build import build
+
+    from conftest import make_recipe
+
+    return build(make_recipe(), tmp_path_factory.mktemp("zarr") / "tiny.zarr")
+
+
+def damaged_copies(tmp_path, tiny_library, tiny_zarr):
+    """Copies of the tiny libraries, each with one thing broken, and the words of its line."""
+    import json as json_module
+
+    cases = []
+
+    def h5_copy(name, change):
+        path = shutil.copy(tiny_library, tmp_path / name)
+        with h5py.File(path, "r+") as file:
+            change(file)
+        return path
+
+    def set_attr(key, value):
+        def change(file):
+            file.attrs[key] = value
+        return change
+
+    def drop(key):
+        def change(file):
+            if key in file.attrs:
+                del file.attrs[key]
+            else:
+                del file[key]
+        return change
+
+    cases.append((h5_copy("recipe.h5", set_attr("recipe", "{not json")), "recipe attribute"))
+    cases.append((h5_copy("format.h5", set_attr("tomobench_format", "one")),
+                  "tomobench_format 'one'"))
+    cases.append((h5_copy("sha.h5", drop("recipe_sha256")), "no recipe_sha256 attribute"))
+    cases.append((h5_copy("images.h5", drop("test/images")), "has no array 'images'"))
+
+    def zarr_copy(name):
+        return shutil.copytree(tiny_zarr, tmp_path / name)
+
+    lost_meta = zarr_copy("meta.zarr")
+    (lost_meta / "test" / "images" / "zarr.json").unlink()
+    cases.append((lost_meta, "has no array 'images'"))
+    corrupt = zarr_copy("corrupt.zarr")
+    chunk = next(path for path in (corrupt / "test" / "images" / "c").rglob("*") if path.is_file())
+    chunk.write_bytes(b"junk")
+    cases.append((corrupt, "test/images does not read"))
+    lost_chunk = zarr_copy("lost.zarr")  # a copy cut short: the chunk reads as NaN, not zeros
+    (lost_chunk / "test" / "images" / "c" / "0" / "0" / "0").unlink()  # samples 0-3
+    meta = json_module.loads((lost_chunk / "test" / "images" / "zarr.json").read_text())
+    assert meta["fill_value"] == "NaN"
+    cases.append((lost_chunk, "test/images holds 4096 non-finite values"))  # 4 images of 32²
+    return cases
+
+
+def test_a_damaged_library_is_one_line_for_every_command(tmp_path, tiny_library, tiny_zarr,
+                                                         tiny_truth):
+    import numpy as np
+
+    submission = tmp_path / "truth.npy"
+    np.save(submission, tiny_truth)
+    for library, words in damaged_copies(tmp_path, tiny_library, tiny_zarr):
+        reading = "images" in words or "does not read" in words or "non-finite" in words
+        commands = [("score", submission, library)]
+        if not reading:  # info reads only the attributes and the arrays' metadata
+            commands += [("info", library), ("baseline", "fbp", library, "--out",
+                                              tmp_path / "b.npy")]
+        for command in commands:
+            assert_one_line_error(tomobench(*command), str(library.name), words)
+
+
+def test_no_output_replaces_a_library(tmp_path, tiny_library, tiny_zarr, tiny_truth):
+    import numpy as np
+
+    library = shutil.copy(tiny_library, tmp_path / "lib.h5")
+    zarr_library = shutil.copytree(tiny_zarr, tmp_path / "lib.zarr")
+    before = library.read_bytes()
+    submission = tmp_path / "truth.npy"
+    np.save(submission, tiny_truth)
+    for command in [
+        ("baseline", "fbp", library, "--out", library),
+        ("baseline", "fbp", library, "--out", zarr_library),
+        ("score", submission, library, "--json", library),
+        ("score", submission, library, "--csv", zarr_library),
+        ("show", library, "--out", library),
+    ]:
+        assert_one_line_error(tomobench(*command), "is a tomobench library")
+    assert library.read_bytes() == before
+    assert tomobench("info", zarr_library).returncode == 0
+    folder = tmp_path / "folder.npy"
+    folder.mkdir()
+    result = tomobench("baseline", "fbp", library, "--out", folder)
+    assert_one_line_error(result, "a folder that is not a Zarr submission is there")
+    assert folder.is_dir()
+    result = tomobench("score", submission, library, "--csv", tmp_path / "absent" / "s.csv")
+    assert_one_line_error(result, "cannot write", "s.csv: No such file or directory")
+
+
+def test_build_errors_found_while_building_are_one_line(tmp_path):
+    recipe = write_recipe(tmp_path / "loud.yaml", noise=[{"kind": "gaussian", "sigma": 1e300}])
+    result = tomobench("build", recipe, "--out", tmp_path / "loud.h5")
+    assert_one_line_error(result, "makes sinogram values too large for float32")
+    assert not (tmp_path / "loud.h5").exists()
+    recipe = write_recipe(tmp_path / "ok.yaml")
+    result = tomobench("build", recipe, "--out", tmp_path / "s.h5", "--scheduler", "nowhere")
+    assert_one_line_error(result, "cannot reach the dask scheduler at nowhere")
+    result = tomobench("build", recipe, "--out", tmp_path / "c.h5", "--chunk", "1000000")
+    assert_one_line_error(result, "output.chunk")
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)))
+    assert_one_line_error(tomobench("build", tmp_path / "binary.yaml"), "not UTF-8 text")
+    (tmp_path / "dir.h5").mkdir()  # h5py's message for it spans two lines
+    assert_one_line_error(tomobench("build", recipe, "--out", tmp_path / "dir.h5"), "dir.h5")

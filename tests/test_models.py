@@ -302,6 +302,15 @@ def test_an_interrupted_run_resumes_from_its_last_completed_epoch(tiny_library, 
     first = (run / "history.csv").read_text().splitlines()
     assert len(first) == 2  # header + epoch 1
 
+    # a damaged checkpoint is one line, and the run stays as it was
+    checkpoint = run / "checkpoints" / json.loads((run / "state.json").read_text())["checkpoint"]
+    saved = checkpoint.read_bytes()
+    checkpoint.write_bytes(b"junk")
+    with pytest.raises(RunError, match=r"the checkpoint to resume from does not load") as info:
+        train(config, verbose=0)
+    assert "\n" not in str(info.value)
+    checkpoint.write_bytes(saved)
+
     resumed = []
 
     class Spy(keras.callbacks.Callback):

@@ -82,6 +82,81 @@ def test_impossible_recipes(change, words):
     assert words in error_of({**TINY, **change})
 
 
+XRD = {
+    "name": "x", "task": "hyperspectral", "seed": 1, "geometry": {"angles": 8},
+    "source": {"kind": "xrdct", "size": 16, "channels": 20, "phases": ["Ni", "CeO2"]},
+    "noise": [{"kind": "counting", "counts": 200}], "splits": {"test": 2},
+}
+EXPERIMENTAL = {
+    **TINY, "task": "reconstruction", "downsample": [], "noise": [],
+    "source": {"kind": "experimental", "size": 32, "path": "scan.npy",
+               "slices": {"train": ["0:4"], "test": ["4:6"]}},
+}
+INF, NAN = float("inf"), float("nan")
+
+
+def changed(base, section, **fields):
+    return {**base, section: {**base[section], **fields}}
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({**TINY, "noise": [{"kind": "poisson", "photons": INF}]},
+         "noise[0].photons: Input should be a finite number"),
+        ({**TINY, "noise": [{"kind": "poisson", "photons": 1e19}]},  # numpy's Poisson: < 9e18
+         "noise[0].photons: Input should be less than or equal to 1000000000000000"),
+        ({**TINY, "noise": [{"kind": "gaussian", "sigma": NAN}]}, "noise[0].sigma"),
+        ({**TINY, "noise": [{"kind": "gaussian", "sigma": INF, "relative": True}]},
+         "noise[0].sigma"),
+        (changed(TINY, "geometry", detector_spacing=INF), "geometry.detector_spacing"),
+        (changed(TINY, "source", image_noise_counts=INF), "source.image_noise_counts"),
+        (changed(TINY, "source", intensity=[-0.5, 1.0]), "0 <= low <= high <= 1"),
+        ({**TINY, "downsample": [2, 2]}, "downsample factors repeat: [2, 2]"),
+        ({**TINY, "splits": {"test": -3}}, "split sizes must be >= 0"),
+        (changed(TINY, "geometry", backend="astra-cuda", projector="strip"),
+         "'astra-cuda' has only the linear projector"),
+        ({**TINY, "noise": [{"kind": "air", "level": 0.1}]}, "needs the 2θ axis of an xrdct"),
+        ({**TINY, "source": {"kind": "div2k", "size": 64, "crop": 32}},
+         "crop (32) must be at least the size (64)"),
+        (changed(EXPERIMENTAL, "source", axes="AA"), "must name A and D, and each axis once"),
+        (changed(EXPERIMENTAL, "source", channels=5), "give channels exactly when axes has"),
+        (changed(EXPERIMENTAL, "source", dataset="scan.h5"), "give exactly one of dataset"),
+        (changed(EXPERIMENTAL, "source", slices={"train": ["0:4"], "test": ["3:6"]}),
+         "slices '0:4' of train and '3:6' of test overlap"),
+        (changed(EXPERIMENTAL, "source", slices={"train": ["all"], "test": ["3:6"]}),
+         "slices 'all' of train and '3:6' of test overlap"),
+        (changed(XRD, "source", channels=1), "source.channels"),
+        (changed(XRD, "source", two_theta=[12, 1]), "two_theta must satisfy 0 < low < high"),
+        (changed(XRD, "source", size_range_nm=[30, 5]), "size_range_nm must be (low, high)"),
+        (changed(XRD, "source", strain_range=[0.003, 0.0]), "strain_range must be (low, high)"),
+        ({**XRD, "noise": [{"kind": "counting", "counts": INF}]}, "noise[0].counts"),
+    ],
+)
+def test_values_out_of_their_range_are_refused(data, words):
+    assert words in error_of(data)
+
+
+def test_the_valid_neighbours_of_refused_recipes_pass():
+    """The refusals above are for the bad value, not for the rest of the recipe."""
+    parse_recipe(XRD)
+    parse_recipe(EXPERIMENTAL)
+    parse_recipe(changed(EXPERIMENTAL, "source", slices={"train": ["0:3"], "test": ["3:6"]}))
+    parse_recipe({**TINY, "noise": [{"kind": "poisson", "photons": 1e15}]})
+
+
+def test_storage_options_out_of_range_name_their_field():
+    with pytest.raises(RecipeError, match=r"output.chunk: Input should be less than or equal"):
+        make_recipe().with_output(chunk=1_000_000)
+
+
+def test_a_recipe_that_is_not_text_is_one_line(tmp_path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00name: x")
+    with pytest.raises(RecipeError, match="binary.yaml: not UTF-8 text"):
+        load_recipe(path)
+
+
 def test_missing_field_and_non_mapping():
     data = {key: value for key, value in TINY.items() if key != "seed"}
     assert "seed: field required" in error_of(data)

@@ -274,3 +274,7 @@ def test_local_sinogram_files_of_every_format_give_the_same_library(tmp_path, mo
         source = {**experimental(), "dataset": None, "path": str(tmp_path / "scan.npy"),
                   "axes": "SAD", "slices": {"test": ["first"]}}
         build(recipe_of(source, {"test": 1}), tmp_path / "bad.h5")
+    with pytest.raises(RecipeError, match=r"'1:5' must lie within the file's 2 sinograms"):
+        source = {**experimental(), "dataset": None, "path": str(tmp_path / "scan.npy"),
+                  "axes": "SAD", "slices": {"train": ["0:1"], "test": ["1:5"]}}
+        build(recipe_of(source, {"test": 1}), tmp_path / "bad.h5")

@@ -335,6 +335,11 @@ def test_masks_kind_and_errors():
         phase_maps("blobs", 16, 2, np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"expected \(3, 16, 16\)"):
         phase_maps("masks", 16, 3, np.random.default_rng(0), masks=masks)
+    for bad in (np.nan, np.inf, -0.5, 1.5):
+        values = masks.astype(np.float64)
+        values[1, 0, 0] = bad
+        with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+            phase_maps("masks", 16, 2, np.random.default_rng(0), masks=values)
     with pytest.raises(ValueError, match="n_phases=2"):
         cube(maps[:1], [PHASES["Cu"], PHASES["Ni"]], two_theta_axis(1, 10, 50),
              wavelength=0.2, rng=np.random.default_rng(0))
