@@ -288,10 +288,20 @@ def test_sample_i_is_made_from_its_own_seed(tiny_library, tiny_recipe):
     assert not np.array_equal(other_split, stored)
 
 
-def test_zarr_library_reads_with_plain_zarr(tmp_path):
+def test_zarr_library_reads_with_plain_zarr(tmp_path, tiny_library):
     path = build(make_recipe(), tmp_path / "lib.zarr")
     group = zarr.open_group(str(path), mode="r")
     assert group.attrs["tomobench_format"] == 1 and group.attrs["complete"] is True
+    with h5py.File(tiny_library, "r") as file:  # the same tree as the HDF5 library
+        attrs = {key: value.item() if hasattr(value, "item") else value
+                 for key, value in file.attrs.items()}
+        stored = dict(group.attrs)
+        recipes = [json.loads(found.pop("recipe")) for found in (stored, attrs)]
+        assert stored == attrs
+        assert recipes[0].pop("output")["format"] == "zarr"  # the one difference
+        assert recipes[0] == {k: v for k, v in recipes[1].items() if k != "output"}
+        assert group["angles"].dtype == np.float64
+        assert np.array_equal(group["angles"][...], file["angles"][...])
     assert group["val/sinograms"].shape == (5, 24, 32)
     assert group["val/sinograms"].chunks == (4, 24, 32)
     assert [codec.to_dict() for codec in group["val/sinograms"].compressors] == [
@@ -505,3 +515,95 @@ def test_too_little_disk_space_is_said_before_writing(tmp_path):
     with pytest.raises(StoreError, match=r"not enough disk space for huge.h5: it needs \d"):
         build(huge, tmp_path / "huge.h5")
     assert list(tmp_path.iterdir()) == []
+
+
+class Interrupted(Exception):
+    """Stands for whatever stops a build (not KeyboardInterrupt, which would stop pytest)."""
+
+
+def test_a_resumed_build_computes_only_the_missing_chunks_in_its_first_chunking(
+    tiny_library, tmp_path, monkeypatch
+):
+    """Interrupted after 5 of its 9 chunks of 3 samples, then run again without --chunk:
+    the 4 missing chunks of 3, and nothing else, are computed; the library is the one an
+    uninterrupted build makes. A partial library says it is not complete, and one of another
+    recipe or backend is not resumed."""
+    build_module = sys.modules["tomobench.build"]  # tomobench.build is also the function
+    real, calls = build_module.make_chunk, []
+
+    def interrupted_after(count):
+        def make(recipe, split, start, stop, *, backend):
+            if len(calls) == count:
+                raise Interrupted
+            calls.append((split, start, stop))
+            return real(recipe, split, start, stop, backend=backend)
+        return make
+
+    out, partial = tmp_path / "lib.h5", tmp_path / "lib.h5.partial"
+    monkeypatch.setattr(build_module, "make_chunk", interrupted_after(5))
+    with pytest.raises(Interrupted):
+        build(make_recipe(), out, chunk=3)
+    first = list(calls)
+    assert len(first) == 5 and not out.exists()
+    with h5py.File(partial, "r") as file:
+        assert file.attrs["complete"] == False  # noqa: E712 (numpy bool)
+        flagged = {split: file[f"_build/{split}"][...].tolist() for split in file["_build"]}
+    assert sum(map(sum, flagged.values())) == 5 and len(flagged["train"]) == 4
+
+    with pytest.raises(StoreError, match="another recipe"):
+        build(make_recipe(seed=12), out)
+    with h5py.File(partial, "r+") as file:
+        file.attrs["backend"] = "astra-cpu"
+    with pytest.raises(StoreError, match="started with projector backend astra-cpu"):
+        build(make_recipe(), out)
+    with h5py.File(partial, "r+") as file:
+        file.attrs["backend"] = "matrix"
+
+    calls.clear()
+    monkeypatch.setattr(build_module, "make_chunk", interrupted_after(100))
+    build(make_recipe(), out)  # the first build's chunking, 3, though the recipe says 4
+    assert len(calls) == 4 and not set(calls) & set(first)
+    assert all(start % 3 == 0 and stop - start <= 3 for _, start, stop in calls)
+    reference = read_all(tiny_library)
+    for key, values in read_all(out).items():
+        assert values.tobytes() == reference[key].tobytes(), key
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [
+        {"kind": "poisson", "photons": 5.0, "attenuation": 0.05, "min_counts": 0.5},
+        {"kind": "poisson", "photons": 2000.0},  # attenuation 1/size, min_counts 0.1
+        {"kind": "gaussian", "sigma": 0.3},
+        {"kind": "gaussian", "sigma": 0.02, "relative": True},
+    ],
+    ids=["poisson", "poisson-defaults", "gaussian", "gaussian-relative"],
+)
+def test_sample_i_of_split_s_draws_from_seedsequence_seed_s_i(tmp_path, noise):
+    """DESIGN: sample i of split s (train 0, val 1, test 2) draws from
+    SeedSequence([seed, s, i]): first its image, then its noise, computed here by hand from
+    the clean library's sinogram and each noise parameter of the recipe."""
+    from tomobench.sources import shapes
+
+    recipe = make_recipe(noise=[noise])
+    noisy = build(recipe, tmp_path / "noisy.h5")
+    clean = build(make_recipe(noise=[]), tmp_path / "clean.h5")
+    with h5py.File(noisy, "r") as a, h5py.File(clean, "r") as b:
+        for split, split_id, index in (("train", 0, 7), ("val", 1, 0), ("test", 2, 5)):
+            rng = np.random.default_rng(np.random.SeedSequence([11, split_id, index]))
+            image = shapes.draw(recipe.source, rng)
+            assert np.array_equal(a[f"{split}/images"][index], image)
+            line = b[f"{split}/sinograms"][index].astype(np.float64)
+            if noise["kind"] == "poisson":
+                photons = noise["photons"]
+                attenuation = noise.get("attenuation", 1 / 32)
+                floor = noise.get("min_counts", 0.1)
+                counts = rng.poisson(photons * np.exp(-attenuation * line))
+                expected = -np.log(np.maximum(counts, floor) / photons) / attenuation
+                if photons < 10:
+                    assert (counts == 0).any()  # the floor is used
+            else:
+                sigma = noise["sigma"] * (np.abs(line).max() if noise.get("relative") else 1)
+                expected = line + rng.normal(0.0, sigma, size=line.shape)
+            stored = a[f"{split}/sinograms"][index]
+            assert np.array_equal(stored, expected.astype(np.float32)), (split, index)

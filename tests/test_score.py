@@ -353,8 +353,14 @@ def test_check_submission_accepts_float_and_returns_it(tiny_library, tiny_truth)
 def test_conventions_state_the_metrics_module_values():
     from tomobench import metrics
 
-    assert CONVENTIONS["ssim"]["sigma"] == metrics.SSIM_SIGMA
-    assert CONVENTIONS["ssim"]["taps"] == 2 * int(3.5 * 1.5 + 0.5) + 1 == 11
+    # the values DESIGN.md and docs/scoring.md state, as literals
+    assert CONVENTIONS["data_range"] == 1.0
+    ssim = CONVENTIONS["ssim"]
+    assert (ssim["sigma"], ssim["K1"], ssim["K2"]) == (1.5, 0.01, 0.03)
+    assert ssim["covariance"] == "population" and ssim["window"] == "gaussian"
+    assert ssim["taps"] == 2 * int(3.5 * 1.5 + 0.5) + 1 == 11  # skimage's truncate 3.5
+    # and they are the values the metrics module computes with
+    assert (metrics.SSIM_SIGMA, metrics.SSIM_K1, metrics.SSIM_K2) == (1.5, 0.01, 0.03)
 
 
 def test_write_submission_makes_the_folder(tmp_path, tiny_truth):

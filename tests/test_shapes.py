@@ -50,6 +50,27 @@ def test_seed_scheme_noise_smoothing_and_normalisation():
     assert len(np.unique(image)) > 50
 
 
+@pytest.mark.parametrize("generator", ["fast", "skimage"])
+def test_the_2020_steps_by_hand(generator):
+    """Shapes, then the circular mask, Poisson counting at ``image_noise_counts``, Gaussian
+    smoothing of σ = ``smooth_sigma`` and division by the maximum, from the same generator."""
+    from scipy.ndimage import gaussian_filter
+
+    from tomobench.sources import shapes
+
+    for counts, sigma in ((256, 1.0), (40, 2.5)):
+        recipe = make_recipe(source={"generator": generator, "image_noise_counts": counts,
+                                     "smooth_sigma": sigma, "normalize": True})
+        rng = np.random.default_rng(9)
+        shaped = getattr(shapes, f"_{generator}_shapes")(recipe.source, rng)
+        image = shaped * circular_mask(32)
+        image = rng.poisson(np.clip(image.astype(np.float64), 0, None) * counts) / counts
+        image = gaussian_filter(image, sigma)
+        expected = np.clip(image / image.max(), 0, 1).astype(np.float32)
+        assert np.array_equal(sampler(recipe.source, "train")(0, np.random.default_rng(9)),
+                              expected)
+
+
 def test_same_seed_same_image():
     assert np.array_equal(draw(42), draw(42))
     assert not np.array_equal(draw(42), draw(43))

@@ -108,6 +108,28 @@ def test_noise_and_air_scatter_in_the_build():
     assert difference[0][:, 0][empty_ray].mean() > 0
 
 
+def test_air_hump_and_counting_noise_follow_the_recipe_and_the_samples_generator():
+    """Air scatter: level × the sinogram's peak × a Gaussian in 2θ (centre 10 % into the
+    range, FWHM half the range, unless given); then counting noise, Poisson(v · counts) /
+    counts, drawn from the sample's generator after its cube: computed here by hand."""
+    from tomobench.build import draw_samples
+
+    for air in ({"kind": "air", "level": 0.1},
+                {"kind": "air", "level": 0.05, "center_deg": 5.0, "fwhm_deg": 1.0}):
+        noisy = recipe(noise=[air, {"kind": "counting", "counts": 50}])
+        clean = make_chunk(recipe(), "test", 1, 2, backend="matrix")["sinograms"][0]
+        rng = np.random.default_rng(np.random.SeedSequence([3, 2, 1]))  # test split, sample 1
+        draw_samples(noisy, "test", 1, [rng])  # the cube's own draws come first
+        two_theta = np.linspace(2.0, 8.0, 60)
+        centre, fwhm = air.get("center_deg", 2.0 + 0.6), air.get("fwhm_deg", 3.0)
+        sigma = fwhm / (2 * np.sqrt(2 * np.log(2)))
+        hump = np.exp(-0.5 * ((two_theta - centre) / sigma) ** 2).astype(np.float32)
+        with_air = clean + air["level"] * float(clean.max()) * hump
+        counted = rng.poisson(np.clip(with_air.astype(np.float64), 0, None) * 50) / 50
+        built = make_chunk(noisy, "test", 1, 2, backend="matrix")["sinograms"][0]
+        assert np.array_equal(built, counted.astype(np.float32))
+
+
 def test_hyperspectral_recipes_refuse_absorption_noise_and_need_xrdct():
     with pytest.raises(RecipeError, match="use kind 'counting'"):
         recipe(noise=[{"kind": "poisson", "photons": 100}])
