@@ -472,3 +472,22 @@ def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path, cache):
     monkeypatch.delenv("TOMOBENCH_DATA_DIR")
     assert cache_dir() == Path(pooch.os_cache("tomobench")).expanduser().absolute()
     assert not (tmp_path / "elsewhere").exists()  # asking where does not create it
+
+
+def test_fetch_of_a_corrupted_download_is_one_line_and_exit_2(loopback_http, tmp_path, cache,
+                                                              monkeypatch):
+    import subprocess
+    import sys
+
+    good, bad = b"the real file\n" * 100, b"something else\n" * 100
+    url = serve(loopback_http, "data.bin", bad)
+    registry = write_registry(tmp_path / "r.txt", line("data.bin", sha256(good), url))
+    monkeypatch.setenv("TOMOBENCH_REGISTRY", str(registry))
+    result = subprocess.run([sys.executable, "-m", "tomobench.cli", "fetch", "data.bin"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    errors = [text for text in result.stderr.splitlines() if text.startswith("error: ")]
+    assert len(errors) == 1 and "sha256 mismatch" in errors[0], result.stderr
+    assert result.stderr.splitlines()[-1] == errors[0]  # after pooch's "Downloading file"
+    assert "Traceback" not in result.stderr
+    assert listing(cache) == []

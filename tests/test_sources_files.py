@@ -173,6 +173,39 @@ def test_experimental_ground_truth_is_the_object(stack, tmp_path):
     assert np.array_equal(train[0], train[1])  # no crop, no augmentation: the same slice
 
 
+def test_experimental_random_crops_turns_and_flips(stack, tmp_path):
+    """With ``crop`` and ``augment``, each image is a square of the slice's reconstruction
+    turned by quarter turns and perhaps flipped; the samples do not all take the same."""
+    plain = recipe_of(experimental(), {"train": 1}, geometry={"angles": 30})
+    with open_library(build(plain, tmp_path / "plain.h5")) as library:
+        whole = library["train/images"][0]  # 64², the detector's grid, not resized
+    side = 40
+    source = experimental(size=side, crop=side, augment=True)
+    recipe = recipe_of(source, {"train": 8}, geometry={"angles": 30})
+    with open_library(build(recipe, tmp_path / "augmented.h5")) as library:
+        images = library["train/images"][...]
+    found = set()
+    for image in images:
+        matches = [
+            (top, left, turns, flip)
+            for top in range(DETECTOR - side + 1)
+            for left in range(DETECTOR - side + 1)
+            for turns in range(4)
+            for flip in (False, True)
+            if np.allclose(
+                (lambda s: s[:, ::-1] if flip else s)(
+                    np.rot90(whole[top : top + side, left : left + side], turns)
+                ),
+                image,
+                atol=1e-6,
+            )
+        ]
+        assert matches, "an image that is no turned, flipped square of the slice"
+        found.add(matches[0])
+    assert len({(top, left) for top, left, _, _ in found}) > 4  # eight draws: other squares
+    assert {(turns, flip) for _, _, turns, flip in found} - {(0, False)}  # and turns, flips
+
+
 def test_experimental_axes_and_recentring(stack, tmp_path):
     _, discs = stack
     source = experimental(slices={"test": ["slice_b"]}, axes="DA")
