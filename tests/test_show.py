@@ -103,4 +103,13 @@ def test_bad_submission_is_refused_and_nothing_written(tmp_path, tiny_library, t
         show(tiny_library, [good, path], out=tmp_path / "x.png")
     with pytest.raises(SubmissionError, match="split 'nope' is not in library tiny-test"):
         show(tiny_library, [good], split="nope", out=tmp_path / "x.png")
+    with pytest.raises(SubmissionError, match=r"x.bmpx: name the figure .*\*.pdf, .*\*.png"):
+        show(tiny_library, [good], out=tmp_path / "x.bmpx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.h5", "good.npy"]
+
+
+def test_the_suffix_chooses_the_figure_format(tmp_path, tiny_library):
+    starts = {"png": b"\x89PNG", "pdf": b"%PDF", "jpg": b"\xff\xd8\xff", "svg": b"<?xml"}
+    for suffix, start in starts.items():
+        out = show(tiny_library, samples=1, out=tmp_path / f"f.{suffix}")
+        assert out.read_bytes().startswith(start), suffix

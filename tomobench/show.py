@@ -38,7 +38,8 @@ def show(
     samples: int | Sequence[int] = 4,
     out: str | Path,
 ) -> Path:
-    """Draw samples of a split with their reconstructions into the PNG ``out``; return it.
+    """Draw samples of a split with their reconstructions into the figure ``out`` (PNG, or
+    the format its suffix names: PDF, SVG, JPEG, …); return it.
 
     ``samples`` is a count (the first ``samples`` of the split, or all of them if it has
     fewer) or a list of sample indices. FBP is computed for those samples only. Each
@@ -49,6 +50,7 @@ def show(
     from tomobench import baselines
     from tomobench.store import open_library
 
+    _figure_format(Path(out))  # before any work
     with open_library(library_path) as library:
         _check_library(library, split)
         images = library[f"{split}/images"]
@@ -113,13 +115,26 @@ def _panel(axis, image: np.ndarray, title: str) -> None:
     axis.set_axis_off()
 
 
+def _figure_format(out: Path) -> str:
+    """The format the suffix of ``out`` names (png, pdf, svg, jpg, …, as matplotlib writes
+    them), or a one-line error."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kind = out.suffix.lower().lstrip(".")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if kind not in formats:
+        msg = f"--out {out}: name the figure *.{', *.'.join(sorted(formats))}"
+        raise SubmissionError(msg)
+    return kind
+
+
 def _save(figure, out: Path) -> Path:
     from tomobench.store import refuse_library_as_output
 
     refuse_library_as_output(out)
     temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        figure.savefig(temporary, format="png", dpi=DPI)
+        figure.savefig(temporary, format=_figure_format(out), dpi=DPI)
         os.replace(temporary, out)
     except OSError as error:
         msg = f"cannot write {out}: {error.strerror or error}"
