@@ -364,3 +364,8 @@ def test_build_errors_found_while_building_are_one_line(tmp_path):
     assert_one_line_error(tomobench("build", tmp_path / "binary.yaml"), "not UTF-8 text")
     (tmp_path / "dir.h5").mkdir()  # h5py's message for it spans two lines
     assert_one_line_error(tomobench("build", recipe, "--out", tmp_path / "dir.h5"), "dir.h5")
+
+
+def test_cross_names_a_path_that_is_not_there(tmp_path, tiny_library):
+    result = tomobench("cross", tmp_path / "no-run", tiny_library)
+    assert_one_line_error(result, "no such run folder or library", "no-run")

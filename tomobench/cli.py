@@ -282,6 +282,12 @@ def cross(
     markdown: Path | None = typer.Option(None, "--markdown", help="write Markdown tables"),
 ) -> None:
     """Score every trained run on every library (train on A, test on B), beside FBP."""
+    from tomobench.store.format import partial_path
+
+    missing = [str(p) for p in paths if not (p.exists() or partial_path(p).exists())]
+    if missing:
+        msg = f"cross: no such run folder or library: {', '.join(missing)}"
+        raise TomobenchError(msg)
     models = _models()
     runs = [path for path in paths if (path / "config.yaml").is_file()]
     libraries = [path for path in paths if path not in runs]
