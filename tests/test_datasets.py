@@ -491,3 +491,23 @@ def test_fetch_of_a_corrupted_download_is_one_line_and_exit_2(loopback_http, tmp
     assert result.stderr.splitlines()[-1] == errors[0]  # after pooch's "Downloading file"
     assert "Traceback" not in result.stderr
     assert listing(cache) == []
+
+
+def test_fetch_says_an_unverified_download_in_one_warning_line(loopback_http, tmp_path, cache,
+                                                               monkeypatch):
+    import subprocess
+    import sys
+
+    data, _ = h5_bytes(tmp_path)
+    url = serve(loopback_http, "sinograms.h5", data)
+    registry = write_registry(tmp_path / "r.txt", line("sinograms.h5", "unverified", url))
+    monkeypatch.setenv("TOMOBENCH_REGISTRY", str(registry))
+    deep = tmp_path / ("a-long-folder-name-" * 6) / "cache"  # a path longer than 80 columns
+    monkeypatch.setenv("TOMOBENCH_DATA_DIR", str(deep))
+    result = subprocess.run([sys.executable, "-m", "tomobench.cli", "fetch", "sinograms.h5"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{deep / 'sinograms.h5'}\n"  # the path alone, on one line
+    warned = [text for text in result.stderr.splitlines() if "integrity check" in text]
+    assert len(warned) == 1 and warned[0].startswith("warning: sinograms.h5 was downloaded")
+    assert sha256(data)[7:] in warned[0] and "warnings.warn" not in result.stderr

@@ -31,13 +31,24 @@ warnings.filterwarnings(
 )
 
 
+def _show_warning(shown, message, category, filename, lineno, file=None, line=None) -> None:
+    """tomobench's own warnings (a download with no checksum to check it by) as one
+    ``warning:`` line; other libraries' warnings as ``shown`` shows them."""
+    if category is UserWarning and "tomobench" in Path(filename).parts:
+        err.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        shown(message, category, filename, lineno, file, line)
+
+
 def _user_errors(command):
     """Errors a user can fix end with one line on stderr and exit code 2."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+                return command(*args, **kwargs)
         except TomobenchError as error:
             # one line, even where a library's message (h5py's, imageio's) spans several
             text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
@@ -363,7 +374,8 @@ def fetch(
     """Download a registry dataset into the cache (hash-checked, once) and print where."""
     from tomobench.datasets import fetch as run_fetch
 
-    out.print(str(run_fetch(name, registry=registry or None, progress=sys.stderr.isatty())))
+    path = run_fetch(name, registry=registry or None, progress=sys.stderr.isatty())
+    out.print(str(path), soft_wrap=True, markup=False, highlight=False)  # one line, for scripts
 
 
 @app.command("recipe-schema")

@@ -48,9 +48,10 @@ def show(
     hyperspectral image is shown as the mean of its channels.
     """
     from tomobench import baselines
-    from tomobench.store import open_library
+    from tomobench.store import open_library, refuse_library_as_output
 
-    _figure_format(Path(out))  # before any work
+    refuse_library_as_output(out)  # before any work
+    _figure_format(Path(out))
     with open_library(library_path) as library:
         _check_library(library, split)
         images = library[f"{split}/images"]
