@@ -369,3 +369,12 @@ def test_build_errors_found_while_building_are_one_line(tmp_path):
 def test_cross_names_a_path_that_is_not_there(tmp_path, tiny_library):
     result = tomobench("cross", tmp_path / "no-run", tiny_library)
     assert_one_line_error(result, "no such run folder or library", "no-run")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_an_output_that_cannot_be_written_is_one_line(tiny_library):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "tomobench.cli", "info", str(tiny_library)],
+                                stdout=full, stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "error: cannot write the output: No space left on device\n"

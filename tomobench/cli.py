@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import shlex
@@ -57,6 +58,11 @@ def _user_errors(command):
         except KeyboardInterrupt:
             err.print("interrupted: run the same command again to resume", highlight=False)
             raise typer.Exit(130) from None
+        except OSError as error:  # what a command prints cannot be written (stdout is full)
+            if error.errno not in (errno.ENOSPC, errno.EIO):
+                raise
+            err.print(f"error: cannot write the output: {error.strerror}", highlight=False)
+            raise typer.Exit(2) from None
 
     return wrapper
 
