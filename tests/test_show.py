@@ -17,9 +17,9 @@ def figures(monkeypatch):
     kept = []
     save = show_module._save
 
-    def keep(figure, out):
+    def keep(figure, *args):
         kept.append(figure)
-        return save(figure, out)
+        return save(figure, *args)
 
     monkeypatch.setattr(show_module, "_save", keep)
     return kept

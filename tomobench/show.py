@@ -51,7 +51,7 @@ def show(
     from tomobench.store import open_library, refuse_library_as_output
 
     refuse_library_as_output(out)  # before any work
-    _figure_format(Path(out))
+    kind = _figure_format(Path(out))
     with open_library(library_path) as library:
         _check_library(library, split)
         images = library[f"{split}/images"]
@@ -62,7 +62,7 @@ def show(
             array = check_submission(read_submission(path), library, split, source=path)
             columns.append((Path(path).name, array[indices]))
     figure = _draw(truth, columns, indices)
-    return _save(figure, Path(out))
+    return _save(figure, Path(out), kind)
 
 
 def _indices(samples: int | Sequence[int], count: int, where: str) -> list[int]:
@@ -129,13 +129,10 @@ def _figure_format(out: Path) -> str:
     return kind
 
 
-def _save(figure, out: Path) -> Path:
-    from tomobench.store import refuse_library_as_output
-
-    refuse_library_as_output(out)
+def _save(figure, out: Path, kind: str) -> Path:
     temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        figure.savefig(temporary, format=_figure_format(out), dpi=DPI)
+        figure.savefig(temporary, format=kind, dpi=DPI)
         os.replace(temporary, out)
     except OSError as error:
         msg = f"cannot write {out}: {error.strerror or error}"
