@@ -131,6 +131,12 @@ def changed(base, section, **fields):
         (changed(XRD, "source", size_range_nm=[30, 5]), "size_range_nm must be (low, high)"),
         (changed(XRD, "source", strain_range=[0.003, 0.0]), "strain_range must be (low, high)"),
         ({**XRD, "noise": [{"kind": "counting", "counts": INF}]}, "noise[0].counts"),
+        # YAML's true/false is no number (pydantic alone reads `angles: true` as 1 angle)
+        (changed(TINY, "geometry", angles=True),
+         "geometry.angles: Input should be a valid integer, unable to parse string"),
+        ({**TINY, "noise": [{"kind": "poisson", "photons": True}]},
+         "noise[0].photons: Input should be a valid number"),
+        ({**TINY, "seed": False}, "seed: Input should be a valid integer"),
     ],
 )
 def test_values_out_of_their_range_are_refused(data, words):

@@ -10,7 +10,7 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -23,6 +23,21 @@ SPLIT_IDS = {name: index for index, name in enumerate(SPLITS)}
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_truth_value_for_a_number(cls, data):
+        """YAML's true/false is no number: pydantic would read ``angles: true`` as 1 angle.
+        Such a value goes on as the text ``true``, which the field then refuses, by name."""
+        if not isinstance(data, dict):
+            return data
+        numbers = {}
+        for name, value in data.items():
+            field = cls.model_fields.get(name) if isinstance(value, bool) else None
+            kinds = (get_args(field.annotation) or (field.annotation,)) if field else ()
+            if bool not in kinds and {int, float} & set(kinds):
+                numbers[name] = str(value).lower()
+        return {**data, **numbers}
 
 
 class ShapesSource(_Strict):
