@@ -225,3 +225,19 @@ def test_bad_phase_definitions_and_masks_are_named(tmp_path):
     with pytest.raises(RecipeError, match="source.masks: cannot read"):
         build(missing, tmp_path / "m.h5")
     assert not list(tmp_path.glob("*.h5*"))
+
+
+def test_baselines_refuse_non_finite_sinograms_of_a_damaged_library(library, tmp_path):
+    import shutil
+
+    from tomobench import baselines
+    from tomobench.errors import StoreError
+    from tomobench.store import open_library
+
+    damaged = shutil.copy(library, tmp_path / "damaged.h5")
+    with h5py.File(damaged, "r+") as file:
+        file["test/sinograms"][1, 0, 0, 0] = np.nan
+    with open_library(damaged) as opened:
+        with pytest.raises(StoreError, match=r"test/sinograms\[1\] holds 1 non-finite"):
+            baselines.run("fbp", opened, split="test")
+        assert baselines.run("fbp", opened, split="test", indices=[0]).shape[0] == 1

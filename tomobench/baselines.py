@@ -178,16 +178,17 @@ def run(method: str, library, *, split: str = "test", indices=None, **options) -
     recipe = library.recipe
     algorithm, geometry = _ALGORITHMS[method], from_recipe(recipe)
     options.setdefault("model", recipe.geometry.projector)
-    sinograms = library[f"{split}/sinograms"]
+    key = f"{split}/sinograms"
+    sinograms = library[key]
     if sinograms.ndim == 3:
         if indices is None:
-            data = library.read(f"{split}/sinograms")
+            data = library.read(key)
         else:
-            data = np.stack([sinograms[int(index)] for index in indices])
+            data = np.stack([library.read(key, int(index)) for index in indices])
         return algorithm(data, geometry, **options)
     indices = range(sinograms.shape[0]) if indices is None else [int(i) for i in indices]
     images = np.empty((len(indices), *geometry.image_shape, sinograms.shape[-1]), np.float32)
     for position, index in enumerate(indices):
-        channels = np.moveaxis(np.asarray(sinograms[index], dtype=np.float32), -1, 0)
+        channels = np.moveaxis(library.read(key, index).astype(np.float32, copy=False), -1, 0)
         images[position] = np.moveaxis(algorithm(channels, geometry, **options), 0, -1)
     return images

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from tomobench.errors import StoreError
@@ -139,20 +140,21 @@ class Library:
             raise StoreError(msg)
         return arrays[name]
 
-    def read(self, key: str) -> np.ndarray:
-        """The whole array ``split/name``, read into memory; :class:`StoreError` if it does
-        not read (a corrupt chunk) or holds non-finite values, which tomobench never writes
-        (a Zarr chunk that is missing reads as NaN)."""
+    def read(self, key: str, index: int | None = None) -> np.ndarray:
+        """The whole array ``split/name`` (or its sample ``index``), read into memory;
+        :class:`StoreError` if it does not read (a corrupt chunk) or holds non-finite
+        values, which tomobench never writes (a Zarr chunk that is missing reads as NaN)."""
         array = self[key]
+        what = key if index is None else f"{key}[{index}]"
         try:
-            values = np.asarray(array[...])
+            values = np.asarray(array[...] if index is None else array[index])
         except (OSError, ValueError, KeyError, RuntimeError) as error:  # zarr's codecs raise
-            msg = f"{self.path}: a damaged library: {key} does not read ({error})"
+            msg = f"{self.path}: a damaged library: {what} does not read ({error})"
             raise StoreError(msg) from None
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             bad = int(values.size - np.isfinite(values).sum())
             msg = (
-                f"{self.path}: a damaged library: {key} holds {bad} non-finite values "
+                f"{self.path}: a damaged library: {what} holds {bad} non-finite values "
                 "(a chunk lost in a copy?)"
             )
             raise StoreError(msg)
@@ -180,8 +182,6 @@ def is_library(path: str | Path) -> bool:
             meta = json.loads((path / "zarr.json").read_text())
             return "tomobench_format" in (meta.get("attributes") or {})
         if path.is_file():
-            import h5py
-
             if h5py.is_hdf5(path):
                 with h5py.File(path, "r") as file:
                     return "tomobench_format" in file.attrs
