@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 from contextlib import suppress
+from pathlib import Path
 
 import astra
 import h5py
@@ -515,6 +516,14 @@ def test_too_little_disk_space_is_said_before_writing(tmp_path):
     with pytest.raises(StoreError, match=r"not enough disk space for huge.h5: it needs \d"):
         build(huge, tmp_path / "huge.h5")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_place_where_no_file_can_be_made_is_not_said_to_lack_space():
+    """/proc has no free space and takes no new file: the path is named as one that
+    cannot be created, not as short of space."""
+    with pytest.raises(StoreError, match=r"^cannot create /proc/tomobench-x\.h5\.partial"):
+        build(make_recipe(), "/proc/tomobench-x.h5")
 
 
 class Interrupted(Exception):

@@ -342,9 +342,14 @@ def _open_for_build(path: Path, recipe: Recipe, backend: str, wanted: list[str])
         except OSError as error:
             msg = f"cannot create {partial.parent}: {error.strerror or error}"
             raise StoreError(msg) from None
-        if format_of(path) == "hdf5":
-            _check_space(partial, recipe, wanted)
-        store = open_store(partial, "w-")
+        store = open_store(partial, "w-")  # a path that cannot be created is told first
+        if store.format == "hdf5":
+            try:
+                _check_space(partial, recipe, wanted)
+            except StoreError:
+                store.close()
+                partial.unlink()
+                raise
     with _write_errors(store.path, store.close):
         _initialise(store, recipe, backend, wanted, new=not existed)
     return store, recipe
