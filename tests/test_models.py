@@ -17,6 +17,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
 )
 
+from tomobench.errors import StoreError  # noqa: E402
 from tomobench.models import (  # noqa: E402
     MODELS,
     ConfigError,
@@ -333,8 +334,35 @@ def test_an_interrupted_run_resumes_from_its_last_completed_epoch(tiny_library, 
     resumed.clear()
     train({**config, "epochs": 3}, verbose=0, callbacks=[Spy()])
     assert resumed == [2] and len((run / "history.csv").read_text().splitlines()) == 4
-    with pytest.raises(RunError, match=r"another config \(learning_rate differ"):
+    with pytest.raises(RunError, match=r"another config \(learning_rate differs\)"):
         train({**config, "learning_rate": 0.01}, verbose=0)
+
+
+def test_a_run_that_never_started_does_not_hold_its_folder(tiny_library, tmp_path):
+    """A config whose library is missing is refused before its run folder is made; a folder
+    whose run completed no epoch (its training cut short) takes a corrected config and
+    forgets what the old one left, while a run with a completed epoch is kept."""
+    run = tmp_path / "run"
+    with pytest.raises(StoreError, match=r"no library at"):
+        train(config_for(tmp_path / "missing.h5", run), verbose=0)
+    assert not run.exists()
+
+    class Stop(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # cut short in its first epoch
+        train(config_for(tiny_library, run, seed=4), verbose=0, callbacks=[Stop()])
+    assert (run / "config.yaml").exists() and (run / "normalisation.json").exists()
+    assert not (run / "state.json").exists()
+    stale = (run / "normalisation.json").read_text()
+    (run / "normalisation.json").write_text(stale.replace("0.", "9."))  # as another library's
+
+    train(config_for(tiny_library, run, epochs=1), verbose=0)
+    assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == 3
+    assert (run / "normalisation.json").read_text() == stale  # computed anew
+    with pytest.raises(RunError, match=r"another config \(seed differs\)"):
+        train(config_for(tiny_library, run, epochs=1, seed=4), verbose=0)
 
 
 # -- train on A, test on B ------------------------------------------------------------------

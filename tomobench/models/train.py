@@ -27,6 +27,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -80,9 +81,9 @@ def train(
     """
     config = _as_config(config)
     run = Path(config.run)
-    state = _open_run(run, config)
     with open_library(config.library) as library:
-        _check_library(library, config)
+        _check_library(library, config)  # before the run folder is made or changed
+        state = _open_run(run, config)
         shapes = library_shapes(library)
         library_info = {
             "name": library.recipe.name,
@@ -146,12 +147,15 @@ def _open_run(run: Path, config: TrainConfig) -> dict:
         old = saved.model_dump(mode="json")
         new = config.model_dump(mode="json")
         differ = [name for name in new if name not in RESUMABLE_FIELDS and old[name] != new[name]]
-        if differ:
+        if differ and (run / STATE).exists():
+            verb = "differs" if len(differ) == 1 else "differ"
             msg = (
-                f"{run} holds a run of another config ({', '.join(differ)} differ); give "
+                f"{run} holds a run of another config ({', '.join(differ)} {verb}); give "
                 "another run folder, or delete this one to start again"
             )
             raise RunError(msg)
+        if differ:  # a run that completed no epoch: nothing of it is kept
+            _forget_unstarted(run)
         state = _read_state(run)
     elif run.exists() and (not run.is_dir() or any(run.iterdir())):
         msg = f"{run} exists and is not a tomobench run folder (no {CONFIG}); give another run"
@@ -165,6 +169,19 @@ def _open_run(run: Path, config: TrainConfig) -> dict:
         msg = f"cannot write the run folder {run}: {error.strerror or error}"
         raise RunError(msg) from None
     return state
+
+
+def _forget_unstarted(run: Path) -> None:
+    """Remove what a run that completed no epoch left (its normalisation, a checkpoint of
+    an epoch cut short), so that a new config starts it afresh."""
+    try:
+        (run / NORMALISATION).unlink(missing_ok=True)
+        (run / HISTORY).unlink(missing_ok=True)
+        if (run / CHECKPOINTS).is_dir():
+            shutil.rmtree(run / CHECKPOINTS)
+    except OSError as error:
+        msg = f"cannot write the run folder {run}: {error.strerror or error}"
+        raise RunError(msg) from None
 
 
 def _read_state(run: Path) -> dict:
