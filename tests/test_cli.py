@@ -339,6 +339,8 @@ def test_no_output_replaces_a_library(tmp_path, tiny_library, tiny_zarr, tiny_tr
         assert_one_line_error(tomobench(*command), "is a tomobench library")
     assert library.read_bytes() == before
     assert tomobench("info", zarr_library).returncode == 0
+    # said before scoring: no table of scores comes first
+    assert "psnr" not in tomobench("score", submission, library, "--json", library).stdout
     folder = tmp_path / "folder.npy"
     folder.mkdir()
     result = tomobench("baseline", "fbp", library, "--out", folder)

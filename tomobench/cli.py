@@ -212,6 +212,7 @@ def score(
     from tomobench.errors import SubmissionError
     from tomobench.leaderboard import add_to_leaderboard
     from tomobench.score import score as run_score
+    from tomobench.store import refuse_library_as_output
 
     if leaderboard is not None and not method:
         msg = "--leaderboard needs --method NAME"
@@ -219,6 +220,9 @@ def score(
     if overwrite and leaderboard is None:
         msg = "--overwrite applies to a leaderboard entry: give --leaderboard DIR too"
         raise SubmissionError(msg)
+    for output in (json_path, csv_path):  # said before the work of scoring, not after it
+        if output is not None:
+            refuse_library_as_output(output)
     report = run_score(submission, library, split=split, leaderboard=leaderboard)
     out.print(
         f"{report.library} ({report.recipe_sha256[:12]}), split {report.split}, "
@@ -334,7 +338,7 @@ def leaderboard_command(
 def show(
     library: Path = typer.Argument(..., help="library (*.h5 or *.zarr)"),
     submissions: list[Path] = typer.Argument(None, help="submissions to show beside FBP"),
-    out_path: Path = typer.Option(..., "--out", help="figure to write (.png)"),
+    out_path: Path = typer.Option(..., "--out", help="figure to write (.png, .pdf, .svg, ...)"),
     split: str = typer.Option("test", "--split"),
     samples: int = typer.Option(4, "--samples", min=1, help="how many samples"),
 ) -> None:

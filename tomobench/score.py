@@ -272,7 +272,7 @@ def check_submission(
     if array.dtype.kind != "f":
         msg = (
             f"{source}: {KEY} has dtype {array.dtype}; submissions must be real floating "
-            "point (float32 or float64)"
+            "point (float32 or float64, say)"
         )
         raise SubmissionError(msg)
     expected = tuple(library[f"{split}/images"].shape)
