@@ -1,5 +1,7 @@
 """The HDF5 store writes sample data straight into the file; plain h5py must read it back as
-if h5py had written it."""
+if h5py had written it. A refused Zarr read leaves no read of zarr's running."""
+
+import shutil
 
 import h5py
 import numpy as np
@@ -75,3 +77,39 @@ def test_a_failed_placed_write_raises_oserror(tmp_path, monkeypatch):
     store.close()
     with h5py.File(tmp_path / "c.h5", "r") as file:
         assert file["_build/test"][...].tolist() == [0, 0, 0]
+
+
+def test_a_refused_zarr_read_leaves_no_read_running(tmp_path):
+    """zarr reads an array's chunks concurrently; when one is damaged, the others must have
+    ended by the time the error is raised, or the process that then exits destroys them and
+    asyncio prints a message for each after the command's one line."""
+    import asyncio
+
+    from zarr.core.sync import loop
+
+    from tomobench.build import build
+    from tomobench.errors import StoreError, SubmissionError
+    from tomobench.score import read_submission
+    from tomobench.store import open_library
+
+    from conftest import make_recipe
+
+    library = build(make_recipe(output={"format": "zarr", "chunk": 1}), tmp_path / "lib.zarr")
+    chunks = sorted(p for p in (library / "test" / "images" / "c").rglob("*") if p.is_file())
+    assert len(chunks) >= 8
+    chunks[0].write_bytes(b"junk")
+
+    def running():
+        return [task for task in asyncio.all_tasks(loop[0]) if not task.done()]
+
+    for _ in range(5):  # without the wait, reads were left running 29 times in 30
+        with open_library(library) as opened, pytest.raises(StoreError, match="does not read"):
+            opened.read("test/images")
+        assert running() == []
+    submission = tmp_path / "sub.zarr"
+    shutil.copytree(library / "test" / "images", submission / "reconstructions")
+    (submission / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')
+    for _ in range(5):
+        with pytest.raises(SubmissionError, match="not a readable Zarr group"):
+            read_submission(submission)
+        assert running() == []

@@ -240,6 +240,9 @@ def _read_zarr(path: Path) -> np.ndarray:
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:  # codecs
         if isinstance(error, SubmissionError):
             raise
+        from tomobench.store.zarr import settle
+
+        settle()
         msg = f"{path}: not a readable Zarr group ({_first_line(error)})"
         raise SubmissionError(msg) from None
 

@@ -149,6 +149,10 @@ class Library:
         try:
             values = np.asarray(array[...] if index is None else array[index])
         except (OSError, ValueError, KeyError, RuntimeError) as error:  # zarr's codecs raise
+            if self.store.format == "zarr":
+                from tomobench.store.zarr import settle
+
+                settle()
             msg = f"{self.path}: a damaged library: {what} does not read ({error})"
             raise StoreError(msg) from None
         if values.dtype.kind == "f" and not np.isfinite(values).all():
