@@ -522,12 +522,8 @@ class Recipe(_Strict):
         output = self.output.model_copy(
             update={k: v for k, v in {"format": format, "chunk": chunk}.items() if v is not None}
         )
-        try:
-            return self.model_validate({**self.model_dump(), "output": output.model_dump()})
-        except ValidationError as error:
-            problems = "; ".join(_describe(item) for item in error.errors())
-            msg = f"recipe {self.name}: {problems}"
-            raise RecipeError(msg) from None
+        data = {**self.model_dump(), "output": output.model_dump()}
+        return parse_recipe(data, origin=f"recipe {self.name}")
 
 
 def published_recipes() -> dict[str, Path]:

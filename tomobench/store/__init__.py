@@ -60,11 +60,9 @@ class Library:
         try:
             version = int(attrs["tomobench_format"])
         except (TypeError, ValueError):
-            version = None
-        if version is None:
             store.close()
             msg = f"{path}: a damaged library: tomobench_format {attrs['tomobench_format']!r}"
-            raise StoreError(msg)
+            raise StoreError(msg) from None
         if version > FORMAT_VERSION:
             store.close()
             msg = (
@@ -185,10 +183,9 @@ def is_library(path: str | Path) -> bool:
         if path.is_dir():
             meta = json.loads((path / "zarr.json").read_text())
             return "tomobench_format" in (meta.get("attributes") or {})
-        if path.is_file():
-            if h5py.is_hdf5(path):
-                with h5py.File(path, "r") as file:
-                    return "tomobench_format" in file.attrs
+        if path.is_file() and h5py.is_hdf5(path):
+            with h5py.File(path, "r") as file:
+                return "tomobench_format" in file.attrs
     except (OSError, ValueError, AttributeError):
         return False
     return False
