@@ -1,11 +1,16 @@
 import math
+import re
 
 import numpy as np
 import pytest
+import yaml
 from scipy.special import erf
 from scipy.stats import trim_mean
 
+from tomobench.errors import RecipeError
+from tomobench.recipe import PhaseDefinition, load_recipe, parse_recipe, published_recipes
 from tomobench.xrd import (
+    CU_KALPHA_ANGSTROM,
     PHASES,
     Detector,
     Phase,
@@ -13,15 +18,27 @@ from tomobench.xrd import (
     bragg_two_theta,
     cube,
     frame,
+    lorentz_polarisation,
+    narrowest_fwhm_deg,
     pattern,
     patterns,
     phase_maps,
     pseudo_voigt,
+    relative_intensities,
     two_theta_axis,
     wavelength_from_energy,
 )
+from tomobench.xrd.detector import _add_hot_spots
 
 CU_KALPHA = 1.5406  # Å
+WAVELENGTH_60KEV = 12.398419843320026 / 60  # Å
+
+
+def lp_by_hand(wavelength, d):
+    """The powder Lorentz–polarisation factor (1 + cos²2θ) / (sin²θ cos θ) of a reflection,
+    written out with math alone."""
+    theta = math.asin(wavelength / (2 * d))
+    return (1 + math.cos(2 * theta) ** 2) / (math.sin(theta) ** 2 * math.cos(theta))
 
 
 def peak_tops(axis, values, threshold):
@@ -105,6 +122,8 @@ def test_phase_errors_name_the_problem():
         Phase("x", "hexagonal", a=3.0, reflections=[(1, 0, 0, 1)])
     with pytest.raises(ValueError, match="exactly one"):
         Phase("x", "cubic", a=3.0)
+    with pytest.raises(ValueError, match=r"\(0 0 0\) is no reflection"):
+        Phase("x", "cubic", a=3.0, reflections=[(1, 1, 1, 100), (0, 0, 0, 5)])
 
 
 # --- patterns -----------------------------------------------------------------------------
@@ -209,16 +228,194 @@ def test_patterns_for_many_pixels_equal_one_call_per_pixel():
         assert np.allclose(many[p], one, rtol=1e-12, atol=0)
 
 
+# --- Lorentz–polarisation: card intensities (Cu Kα) at another wavelength ----------------
+
+
+def test_lorentz_polarisation_factor_by_hand():
+    # 2θ = 90°: (1 + 0) / (sin²45° cos 45°) = 2√2; 2θ = 60°: (1 + 1/4) / (1/4 · √3/2) = 10/√3
+    assert lorentz_polarisation(90.0) == pytest.approx(2 * math.sqrt(2), rel=1e-12)
+    assert lorentz_polarisation(60.0) == pytest.approx(10 / math.sqrt(3), rel=1e-12)
+    d = 3.524 / math.sqrt(3)  # Ni (111)
+    two_theta = math.degrees(2 * math.asin(CU_KALPHA / (2 * d)))
+    assert lorentz_polarisation(two_theta) == pytest.approx(lp_by_hand(CU_KALPHA, d), rel=1e-12)
+
+
+def test_card_intensities_are_carried_to_60_kev_by_the_lp_factor():
+    """Ni (200) / (111): 42 / 100 on the Cu Kα card, 42 / 100 · LP ratio at 60 keV."""
+    nickel = PHASES["Ni"]
+    d111, d200 = 3.524 / math.sqrt(3), 3.524 / 2
+    card_ratio = 42 / 100
+    factor_111 = lp_by_hand(WAVELENGTH_60KEV, d111) / lp_by_hand(CU_KALPHA, d111)
+    factor_200 = lp_by_hand(WAVELENGTH_60KEV, d200) / lp_by_hand(CU_KALPHA, d200)
+    expected_ratio = card_ratio * factor_200 / factor_111
+    # LP: (111) 772.56 at 60 keV, 11.373 at Cu Kα (× 67.93); (200) 578.67, 8.0379 (× 71.99)
+    assert expected_ratio == pytest.approx(0.42 * 71.99 / 67.93, abs=1e-4)
+    # the intensities themselves: the card's at Cu Kα, the card's × LP ratio at 60 keV
+    _, at_card = relative_intensities(nickel, wavelength=CU_KALPHA)
+    _, at_60 = relative_intensities(nickel, wavelength=WAVELENGTH_60KEV)
+    assert np.array_equal(at_card, [r[3] for r in nickel.reflections])
+    assert at_60[0] == pytest.approx(100 * factor_111, rel=1e-12)
+    assert at_60[1] / at_60[0] == pytest.approx(expected_ratio, rel=1e-12)
+    # and in the patterns: peak areas (Gaussian peaks, unit area × intensity), before and after
+    for wavelength, ratio, window in (
+        (CU_KALPHA, card_ratio, (42.0, 53.0)),
+        (WAVELENGTH_60KEV, expected_ratio, (5.3, 7.2)),
+    ):
+        axis = two_theta_axis(*window, 22001)
+        profile = pattern(nickel, axis, wavelength=wavelength, crystallite_size_nm=20, eta=0.0)
+        centres = bragg_two_theta([d111, d200], wavelength=wavelength)
+        middle = centres.mean()
+        area_111 = np.trapezoid(profile[axis < middle], axis[axis < middle])
+        area_200 = np.trapezoid(profile[axis >= middle], axis[axis >= middle])
+        assert area_200 / area_111 == pytest.approx(ratio, rel=1e-4)
+
+
+def test_the_card_wavelength_of_a_phase():
+    default = PhaseDefinition(name="x", d_list=[(2, 1)]).card_wavelength
+    assert CU_KALPHA_ANGSTROM == CU_KALPHA == default
+    lines = [(2.0, 100), (1.2, 50)]
+    synchrotron = Phase("s", "cubic", d_list=lines, card_wavelength=WAVELENGTH_60KEV)
+    _, unchanged = relative_intensities(synchrotron, wavelength=WAVELENGTH_60KEV)
+    assert np.array_equal(unchanged, [100, 50])
+    _, at_cu = relative_intensities(synchrotron, wavelength=CU_KALPHA)
+    expected = [i * lp_by_hand(CU_KALPHA, d) / lp_by_hand(WAVELENGTH_60KEV, d) for d, i in lines]
+    assert np.allclose(at_cu, expected, rtol=1e-12)
+    # a line that Cu Kα cannot reach (d < 1.5406 / 2) cannot carry a Cu Kα card value
+    with pytest.raises(ValueError, match=r"d = 0\.6000 Å does not diffract at card_wavelength"):
+        Phase("short", "cubic", d_list=[(2.0, 100), (0.6, 10)])
+    with pytest.raises(ValueError, match=r"reflection \(6 2 2\) of d = 0\.5000 Å"):
+        Phase("fine", "cubic", a=3.3166, reflections=[(1, 1, 1, 100), (6, 2, 2, 5)])
+    assert Phase("short", "cubic", d_list=[(0.6, 10)], card_wavelength=0.5).card_wavelength == 0.5
+    # in a recipe: the field reaches the phase, and the refusal names the source
+    base = {
+        "name": "x", "task": "hyperspectral", "seed": 1, "geometry": {"angles": 8},
+        "noise": [], "splits": {"test": 1},
+        "source": {"kind": "xrdct", "size": 16, "channels": 800, "two_theta": [1.0, 12.0]},
+    }
+    own = {"name": "short", "d_list": [[0.6, 10]], "card_wavelength": 0.5}
+    recipe = parse_recipe({**base, "source": {**base["source"], "phases": [own]}})
+    assert recipe.source.phases[0].to_phase().card_wavelength == 0.5
+    del own["card_wavelength"]
+    with pytest.raises(RecipeError, match="source.*does not diffract at card_wavelength"):
+        parse_recipe({**base, "source": {**base["source"], "phases": [own]}})
+
+
+# --- the sampling rule: the narrowest peak spans at least 3 channels ---------------------
+
+
+def narrowest_by_hand(d, size_nm, instrument):
+    theta = math.asin(WAVELENGTH_60KEV / (2 * d))
+    scherrer = math.degrees(0.9 * WAVELENGTH_60KEV / (10 * size_nm * math.cos(theta)))
+    return math.sqrt(scherrer**2 + instrument**2)
+
+
+def test_narrowest_fwhm_by_hand():
+    phases = [PHASES["Ni"], PHASES["CeO2"]]
+    options = {"wavelength": WAVELENGTH_60KEV, "crystallite_size_nm": 30.0}
+    # the lowest reflection in 1–12° is CeO2 (111) at 3.79°; above 4° it is CeO2 (200), 4.38°
+    for low, d in ((1.0, 5.411 / math.sqrt(3)), (4.0, 5.411 / 2)):
+        for instrument in (0.0, 0.05):
+            found = narrowest_fwhm_deg(phases, (low, 12.0), instrument_fwhm_deg=instrument,
+                                       **options)
+            assert found == pytest.approx(narrowest_by_hand(d, 30.0, instrument), rel=1e-12)
+    assert narrowest_fwhm_deg(phases, (1.0, 12.0), instrument_fwhm_deg=0.0, **options) == (
+        pytest.approx(0.0355, abs=1e-4)
+    )
+    assert narrowest_fwhm_deg(phases, (20.0, 30.0), instrument_fwhm_deg=0.05, **options) == (
+        math.inf
+    )
+    # the width the patterns have: CeO2 (111) alone, Gaussian, measured on a fine axis
+    axis = two_theta_axis(3.5, 4.1, 6001)
+    profile = pattern(PHASES["CeO2"], axis, wavelength=WAVELENGTH_60KEV, crystallite_size_nm=30,
+                      eta=0.0, instrument_fwhm_deg=0.05)
+    expected = narrowest_fwhm_deg(phases, (1.0, 12.0), instrument_fwhm_deg=0.05, **options)
+    assert measured_fwhm(axis, profile) == pytest.approx(expected, rel=0.002)
+
+
+SAMPLING = {
+    "name": "x", "task": "hyperspectral", "seed": 1, "geometry": {"angles": 8}, "noise": [],
+    "splits": {"test": 1},
+    "source": {"kind": "xrdct", "size": 16, "phases": ["gamma-Al2O3", "Ni", "CeO2"],
+               "energy_kev": 60, "two_theta": [1.0, 12.0], "channels": 250,
+               "size_range_nm": [5, 30], "instrument_fwhm_deg": 0.05},
+}
+
+
+def sampled(**source):
+    return {**SAMPLING, "source": {**SAMPLING["source"], **source}}
+
+
+def test_a_recipe_whose_narrowest_peak_spans_under_3_channels_is_refused():
+    # the published recipes' former source: γ-Al2O3 (111) at 30 nm, 0.061° wide, step 0.044°
+    fwhm = narrowest_by_hand(7.90 / math.sqrt(3), 30, 0.05)
+    step = 11 / 249
+    assert fwhm / step == pytest.approx(1.388, abs=0.0005)
+    with pytest.raises(RecipeError) as info:
+        parse_recipe(sampled(), origin="r.yaml")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("r.yaml: source: ")
+    assert f"FWHM of {fwhm:.4g}°, only {math.floor(100 * fwhm / step) / 100} channels" in message
+    assert "0.06134°, only 1.38 channels" in message
+    # each way out that the message names is enough alone, and none is more than needed
+    channels = int(re.search(r"give at least (\d+) channels", message)[1])
+    width = float(re.search(r"2θ range at most ([\d.]+)° wide", message)[1])
+    instrument = float(re.search(r"instrument_fwhm_deg at least ([\d.]+)", message)[1])
+    largest = float(re.search(r"size_range_nm\) of at most ([\d.]+) nm", message)[1])
+    assert channels == math.ceil(3 * 11 / fwhm) + 1 == 540
+    for enough in (
+        {"channels": channels},
+        {"two_theta": [1.0, 1.0 + width]},
+        {"instrument_fwhm_deg": instrument},
+        {"size_range_nm": [5, largest]},
+    ):
+        parse_recipe(sampled(**enough))
+    for short in ({"channels": channels - 1}, {"instrument_fwhm_deg": instrument - 0.002},
+                  {"size_range_nm": [5, largest + 0.2]}):
+        with pytest.raises(RecipeError, match=r"only 2\.9\d channels"):
+            parse_recipe(sampled(**short))
+    # only peaks inside the 2θ range count (γ-Al2O3 starts at 2.60°), and a phase given in
+    # full counts too: a d of 5 Å peaks at 2.37°
+    own = {"name": "wide-d", "d_list": [[5.0, 100]]}
+    parse_recipe(sampled(two_theta=[1.0, 2.5], channels=30, phases=["gamma-Al2O3"]))
+    with pytest.raises(RecipeError, match="source: the narrowest peak .* only 1.18 channels"):
+        parse_recipe(sampled(two_theta=[1.0, 2.5], channels=30, phases=["gamma-Al2O3", own]))
+
+
+def test_every_published_xrdct_recipe_samples_its_narrowest_peak_with_3_channels():
+    xrdct = [
+        name for name, path in published_recipes().items()
+        if yaml.safe_load(path.read_text())["source"]["kind"] == "xrdct"
+    ]
+    assert {"xrdct", "xrdct-150"} <= set(xrdct)
+    for name in xrdct:
+        source = load_recipe(name).source
+        low, high = source.two_theta
+        lowest_d = max(PHASES[p].d_spacings()[0].max() for p in source.phase_names)
+        assert WAVELENGTH_60KEV / (2 * lowest_d) > math.sin(math.radians(low / 2))
+        fwhm = narrowest_by_hand(lowest_d, source.size_range_nm[1], source.instrument_fwhm_deg)
+        assert fwhm / ((high - low) / (source.channels - 1)) >= 3, name
+    # and so does a recipe that leaves the source's fields at their defaults: γ-Al2O3 (111)
+    # at 30 nm, instrument 0.1°, 400 channels over 1–12°
+    defaults = parse_recipe({**SAMPLING, "source": {"kind": "xrdct", "size": 16}}).source
+    assert (defaults.channels, defaults.two_theta, defaults.instrument_fwhm_deg) == (
+        400, (1.0, 12.0), 0.1
+    )
+    fwhm = narrowest_by_hand(7.90 / math.sqrt(3), 30, 0.1)
+    assert fwhm / (11 / 399) == pytest.approx(3.85, abs=0.005)
+
+
 # --- phantoms -----------------------------------------------------------------------------
 
 
 def reference_pattern(phase, axis, wavelength, size_nm, strain, eta, instrument):
-    """The pattern model written out reflection by reflection, for a hand check."""
+    """The pattern model written out reflection by reflection, for a hand check; the card
+    intensities (Cu Kα) carried to ``wavelength`` by the Lorentz–polarisation factor."""
     total = np.zeros_like(axis)
-    for d, intensity in zip(*phase.d_spacings()):
+    for d, card in zip(*phase.d_spacings()):
         ratio = wavelength / (2 * d * (1 + strain))
         if ratio >= 1:
             continue
+        intensity = card * lp_by_hand(wavelength, d) / lp_by_hand(CU_KALPHA, d)
         theta = math.asin(ratio)
         center = math.degrees(2 * theta)
         fwhm = math.hypot(math.degrees(0.9 * wavelength / (10 * size_nm * math.cos(theta))),
@@ -416,3 +613,48 @@ def test_trimmed_mean_removes_hot_spots_that_the_mean_keeps():
     # Poisson noise on top: the trimmed mean still follows the pattern
     noisy = frame(clean, axis, detector, hot_spots=10, counts=1000, rng=np.random.default_rng(1))
     assert error(azimuthal_integration(noisy, axis, detector, method="trimmed")) < 0.05
+
+
+def test_hot_spots_at_every_edge_and_corner_are_the_cropped_gaussian():
+    """A spot centred near an edge adds the part of its Gaussian inside the frame: the same
+    values as on a frame 20 pixels larger on every side, cropped (computed here by hand)."""
+    shape, sigma, height = (9, 11), 1.5, 7.0
+    reach = math.ceil(4 * sigma)  # 6: a spot covers ±6 pixels, more than half the frame
+    pattern_1d = np.array([0.0, 1.0, 0.0])  # one ring, on bin 1
+    corners = [(0, 0), (0, 10), (8, 0), (8, 10)]
+    edges = [(0, 5), (8, 5), (4, 0), (4, 10), (7, 9), (1, 1)]
+    for row, col in corners + edges:
+        bins = np.full(shape, -1)
+        bins[row, col] = 1  # the only pixel of the ring: the spot's centre
+        base = np.arange(99, dtype=np.float64).reshape(shape)
+        image = base.copy()
+        _add_hot_spots(image, pattern_1d, bins, 1, height, sigma, np.random.default_rng(0))
+        larger = np.zeros((shape[0] + 40, shape[1] + 40))
+        for r in range(row - reach, row + reach + 1):
+            for c in range(col - reach, col + reach + 1):
+                distance2 = (r - row) ** 2 + (c - col) ** 2
+                larger[r + 20, c + 20] = height * math.exp(-distance2 / (2 * sigma**2))
+        expected = base + larger[20:-20, 20:-20]
+        np.testing.assert_allclose(image, expected, rtol=1e-14, atol=0)
+        assert (image - base).max() == height  # the centre, always inside
+
+
+def test_frames_with_many_hot_spots_near_the_edges_never_raise():
+    """Rings that cross the edges of a small detector: spots on them are cropped."""
+    detector = Detector((24, 20), pixel_size_mm=0.2, distance_mm=100.0)
+    axis = two_theta_axis(0.0, 2.0, 201)
+    rings = np.exp(-0.5 * ((axis[:, None] - [0.8, 1.15, 1.5, 1.75]) / 0.02) ** 2).sum(axis=1)
+    clean = frame(rings, axis, detector, rng=np.random.default_rng(0))
+    border = np.ones(detector.shape, dtype=bool)
+    border[1:-1, 1:-1] = False
+    sigma = 1.5
+    spot_area = 2 * math.pi * sigma**2  # the volume of one whole spot of unit height
+    touched = 0
+    for seed in range(40):
+        spotty = frame(rings, axis, detector, hot_spots=30, hot_spot_sigma_px=sigma,
+                       rng=np.random.default_rng(seed))
+        added = spotty - clean
+        assert added.min() >= 0
+        assert 0 < added.sum() <= 30 * 20 * spot_area * (1 + 1e-9)  # peak 20 × the maximum
+        touched += added[border].max() > 1
+    assert touched == 40  # the spots reach the edges in every frame

@@ -67,8 +67,8 @@ def frame(
     axis). ``hot_spots`` Gaussian spots (σ = ``hot_spot_sigma_px`` pixels, peak
     ``hot_spot_height`` × the pattern's maximum) are added on rings: each on a local maximum
     of the pattern of at least a tenth of its maximum that the detector sees, at a random
-    azimuth. With ``counts``, Poisson noise: a pixel of value v becomes
-    Poisson(v · counts) / counts.
+    azimuth, and cropped to the frame where it reaches past an edge. With ``counts``, Poisson
+    noise: a pixel of value v becomes Poisson(v · counts) / counts.
     """
     pattern_1d = np.asarray(pattern_1d, dtype=np.float64)
     two_theta = np.asarray(two_theta_deg, dtype=np.float64)
@@ -159,7 +159,8 @@ def _bin_index(pixel_two_theta, two_theta):
 
 
 def _add_hot_spots(image, pattern_1d, pixel_bin, n_spots, height, sigma, rng):
-    """Add ``n_spots`` Gaussian spots in place, each centred on a pixel of a strong ring."""
+    """Add ``n_spots`` Gaussian spots in place, each centred on a pixel of a strong ring and
+    reaching ⌈4σ⌉ pixels from it; a spot near an edge is cropped to the frame."""
     interior = (pattern_1d[1:-1] >= pattern_1d[:-2]) & (pattern_1d[1:-1] > pattern_1d[2:])
     peaks = np.flatnonzero(interior & (pattern_1d[1:-1] >= 0.1 * pattern_1d.max())) + 1
     peaks = peaks[np.isin(peaks, pixel_bin)]
@@ -167,10 +168,12 @@ def _add_hot_spots(image, pattern_1d, pixel_bin, n_spots, height, sigma, rng):
         msg = "no ring of the pattern falls on the detector to put hot spots on"
         raise ValueError(msg)
     reach = int(np.ceil(4 * sigma))
+    n_rows, n_cols = image.shape
     for _ in range(n_spots):
         on_ring = np.flatnonzero(pixel_bin.ravel() == peaks[rng.integers(peaks.size)])
         row, col = np.unravel_index(on_ring[rng.integers(on_ring.size)], image.shape)
-        rows = slice(max(row - reach, 0), row + reach + 1)
-        cols = slice(max(col - reach, 0), col + reach + 1)
+        # the spot's square of ±reach pixels, cropped to the frame at every edge
+        rows = slice(max(row - reach, 0), min(row + reach + 1, n_rows))
+        cols = slice(max(col - reach, 0), min(col + reach + 1, n_cols))
         r, c = np.ogrid[rows, cols]
         image[rows, cols] += height * np.exp(-((r - row) ** 2 + (c - col) ** 2) / (2 * sigma**2))

@@ -9,10 +9,17 @@ crystallite size L and strain ε:
 - width: Scherrer's β = K·λ / (L·cos θ) (K = 0.9, β in radians of 2θ, here in degrees)
   combined in quadrature with the instrument's width: FWHM = sqrt(β² + β_instrument²);
 - shape: a pseudo-Voigt η·Lorentzian + (1 − η)·Gaussian of that FWHM, of unit area over 2θ
-  in degrees, times I.
+  in degrees, times I;
+- intensity: the phase's card intensity, measured at its ``card_wavelength`` (Cu Kα unless
+  given), carried to the wavelength λ by the powder Lorentz–polarisation factor:
+  I = I_card · LP(θ) / LP(θ_card), LP(θ) = (1 + cos²2θ) / (sin²θ · cos θ), at the unstrained
+  Bragg angles θ and θ_card of the two wavelengths (:func:`relative_intensities`).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,6 +27,7 @@ from tomobench.xrd.phases import Phase
 
 HC_KEV_ANGSTROM = 12.398419843320026  # h·c: λ[Å] = 12.398… / E[keV]
 SCHERRER_K = 0.9  # Scherrer shape factor (spherical crystallites, FWHM convention)
+MIN_PEAK_CHANNELS = 3  # the narrowest peak's FWHM spans at least this many channel steps
 _GAUSS_CUT = 6.0  # the Gaussian part is below 2**-144 of its peak beyond 6 FWHM
 _BLOCK = 256  # pixels computed together
 
@@ -59,6 +67,66 @@ def scherrer_fwhm_deg(two_theta_deg, *, wavelength: float, crystallite_size_nm) 
     return np.degrees(SCHERRER_K * wavelength / (size_angstrom * np.cos(theta)))
 
 
+def lorentz_polarisation(two_theta_deg) -> np.ndarray:
+    """The powder Lorentz–polarisation factor (1 + cos²2θ) / (sin²θ · cos θ) at 2θ (degrees).
+
+    It holds for a powder whose Debye–Scherrer rings are averaged over the azimuth (or cut by
+    a receiving slit of fixed length), with an unpolarised beam, or a linearly polarised one
+    averaged over the ring: the polarisation factor 1 − sin²2θ·cos²χ averages to
+    (1 + cos²2θ) / 2 over the azimuth χ (Cullity & Stock, *Elements of X-ray Diffraction*,
+    3rd ed., ch. 4, the intensities of powder pattern lines; docs/xrd.md has the derivation).
+    """
+    theta = np.radians(np.asarray(two_theta_deg, dtype=np.float64)) / 2
+    return _lorentz_polarisation(theta)
+
+
+def relative_intensities(phase: Phase, *, wavelength: float) -> tuple[np.ndarray, np.ndarray]:
+    """(d in Å, intensity at ``wavelength``) of each reflection of ``phase``, float64 arrays.
+
+    A card intensity I_card, measured at ``phase.card_wavelength``, becomes
+    I_card · LP(θ) / LP(θ_card) (:func:`lorentz_polarisation`), θ and θ_card the Bragg angles
+    of the unstrained reflection at ``wavelength`` and at the card's wavelength; at the card's
+    wavelength the intensities are the card's. A reflection that does not diffract at
+    ``wavelength`` (λ / 2d ≥ 1) gets 0.
+    """
+    d, card = phase.d_spacings()
+    ratio = wavelength / (2 * d)
+    diffracts = ratio < 1
+    theta = np.arcsin(np.where(diffracts, ratio, 0.5))
+    theta_card = np.arcsin(phase.card_wavelength / (2 * d))  # < 1: Phase checks it
+    factor = _lorentz_polarisation(theta) / _lorentz_polarisation(theta_card)
+    return d, np.where(diffracts, card * factor, 0.0)
+
+
+def narrowest_fwhm_deg(
+    phases: Sequence[Phase],
+    two_theta_range: tuple[float, float],
+    *,
+    wavelength: float,
+    crystallite_size_nm: float,
+    instrument_fwhm_deg: float,
+) -> float:
+    """The smallest FWHM in degrees of 2θ of any reflection of ``phases`` whose (unstrained)
+    peak lies in ``two_theta_range`` (ends included), for crystallites of
+    ``crystallite_size_nm`` — the largest size a pattern will have, the narrowest peaks.
+
+    The width is the one :func:`patterns` gives: Scherrer's, combined in quadrature with
+    ``instrument_fwhm_deg``. It is smallest at the lowest angle. ``math.inf`` when no
+    reflection of non-zero intensity lies in the range.
+    """
+    low, high = two_theta_range
+    narrowest = math.inf
+    for phase in phases:
+        d, intensity = phase.d_spacings()
+        ratio = wavelength / (2 * d)
+        theta = np.arcsin(ratio[(ratio < 1) & (intensity > 0)])
+        theta = theta[(np.degrees(2 * theta) >= low) & (np.degrees(2 * theta) <= high)]
+        if theta.size:
+            fwhm = _fwhm(theta, wavelength, crystallite_size_nm, instrument_fwhm_deg)
+            narrowest = min(narrowest, float(fwhm.min()))
+    return narrowest
+
+
 def pseudo_voigt(x, *, center, fwhm, eta) -> np.ndarray:
     """η·Lorentzian + (1 − η)·Gaussian, both of full width at half maximum ``fwhm`` and unit
     area over ``x``; arguments broadcast together."""
@@ -81,8 +149,9 @@ def pattern(
 ) -> np.ndarray:
     """The powder pattern (C,) float64 of one pixel of ``phase`` on the 2θ axis (degrees).
 
-    Each reflection is a unit-area pseudo-Voigt times its relative intensity, so a peak's
-    height is about intensity / FWHM; see the module docstring for the model.
+    Each reflection is a unit-area pseudo-Voigt times its intensity at ``wavelength``
+    (:func:`relative_intensities`), so a peak's height is about intensity / FWHM; see the
+    module docstring for the model.
     """
     return patterns(
         phase,
@@ -116,7 +185,7 @@ def patterns(
         *(np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in per_pixel)
     )
     _check(two_theta, wavelength, size, strain, eta, instrument_fwhm_deg)
-    d, intensity = phase.d_spacings()
+    d, intensity = relative_intensities(phase, wavelength=wavelength)
     out = np.empty((size.size, two_theta.size))
     for start in range(0, size.size, _BLOCK):
         block = slice(start, start + _BLOCK)
@@ -140,8 +209,7 @@ def _block_patterns(d, intensity, two_theta, wavelength, size, strain, eta, inst
             continue
         theta = np.arcsin(np.where(diffracts, sin_theta, 0.5))
         center = np.degrees(2 * theta)
-        beta = np.degrees(SCHERRER_K * wavelength / (10 * size * np.cos(theta)))
-        fwhm = np.hypot(beta, instrument_fwhm)
+        fwhm = _fwhm(theta, wavelength, size, instrument_fwhm)
         scale = np.where(diffracts, i_reflection, 0.0) / fwhm
         # work = (2 (2θ - centre) / FWHM)², the squared distance in half widths
         np.subtract(two_theta, center[:, None], out=work)
@@ -158,6 +226,18 @@ def _block_patterns(d, intensity, two_theta, wavelength, size, strain, eta, inst
         np.divide((scale * lorentz_weight)[:, None], work, out=work)
         out += work
     return out
+
+
+def _fwhm(theta, wavelength, size_nm, instrument_fwhm_deg):
+    """FWHM in degrees of 2θ of a peak at Bragg angle θ (radians): Scherrer's width for
+    crystallites of ``size_nm``, in quadrature with the instrument's."""
+    beta = np.degrees(SCHERRER_K * wavelength / (10 * size_nm * np.cos(theta)))
+    return np.hypot(beta, instrument_fwhm_deg)
+
+
+def _lorentz_polarisation(theta):
+    """(1 + cos²2θ) / (sin²θ · cos θ) at the Bragg angle θ in radians."""
+    return (1 + np.cos(2 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
 
 
 def _check(two_theta, wavelength, size, strain, eta, instrument_fwhm_deg):

@@ -2,7 +2,9 @@
 
 The shipped ``PHASES`` hold approximate, typical literature lattice parameters and the main
 reflections with approximate relative intensities (strongest = 100, as on powder
-diffraction cards for Cu Kα); ``docs/xrd.md`` states where each comes from.
+diffraction cards for Cu Kα); ``docs/xrd.md`` states where each comes from. A phase's
+intensities hold at its ``card_wavelength`` (Cu Kα unless given);
+:func:`tomobench.xrd.relative_intensities` carries them to another wavelength.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 CRYSTAL_SYSTEMS = ("cubic", "tetragonal", "hexagonal")
+CU_KALPHA_ANGSTROM = 1.5406  # Cu Kα1, the wavelength of the powder diffraction cards
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class Phase:
     Give either ``reflections`` — (h, k, l, relative intensity) with the lattice parameters
     ``a`` (and ``c`` for tetragonal and hexagonal lattices), in Å — or ``d_list`` — (d in Å,
     relative intensity) — when the Miller indices do not matter. Lists are stored as tuples.
+    The intensities are those measured at ``card_wavelength`` (Å; Cu Kα by default), so every
+    reflection must diffract there: λ / 2d < 1.
     """
 
     name: str
@@ -29,6 +34,7 @@ class Phase:
     c: float | None = None
     reflections: tuple[tuple[int, int, int, float], ...] = ()
     d_list: tuple[tuple[float, float], ...] = ()
+    card_wavelength: float = CU_KALPHA_ANGSTROM
 
     def __post_init__(self):
         object.__setattr__(self, "reflections", tuple(tuple(r) for r in self.reflections))
@@ -55,8 +61,30 @@ class Phase:
             if any(len(r) != 4 for r in self.reflections):
                 msg = f"phase {self.name!r}: each reflection is (h, k, l, intensity)"
                 raise ValueError(msg)
+            if any(r[:3] == (0, 0, 0) for r in self.reflections):
+                msg = f"phase {self.name!r}: (0 0 0) is no reflection"
+                raise ValueError(msg)
         elif any(len(r) != 2 or r[0] <= 0 for r in self.d_list):
             msg = f"phase {self.name!r}: each d_list entry is (d > 0 in Å, intensity)"
+            raise ValueError(msg)
+        if not self.card_wavelength > 0:
+            msg = (
+                f"phase {self.name!r}: card_wavelength={self.card_wavelength!r}; "
+                "a positive wavelength in Å is needed"
+            )
+            raise ValueError(msg)
+        d, _ = self.d_spacings()
+        unreachable = np.flatnonzero(self.card_wavelength / (2 * d) >= 1)
+        if unreachable.size:
+            first = unreachable[0]
+            hkl = " ".join(str(i) for i in self.reflections[first][:3]) if self.reflections else ""
+            msg = (
+                f"phase {self.name!r}: the reflection {f'({hkl}) ' if hkl else ''}of "
+                f"d = {d[first]:.4f} Å does not diffract at "
+                f"card_wavelength={self.card_wavelength!r} Å "
+                "(λ / 2d ≥ 1), so its intensity cannot have been measured there; give "
+                "card_wavelength, the wavelength at which the intensities were measured"
+            )
             raise ValueError(msg)
 
     def d_spacings(self, *, a_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
