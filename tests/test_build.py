@@ -40,7 +40,8 @@ def read_all(path):
 def test_library_reads_with_plain_h5py(tiny_library, tiny_recipe):
     with h5py.File(tiny_library, "r") as file:
         attrs = dict(file.attrs)
-        assert attrs["tomobench_format"] == 1
+        assert attrs["tomobench_format"] == 2
+        assert json.loads(attrs["backend"]) == dict.fromkeys(("test", "train", "val"), "matrix")
         assert attrs["tomobench_version"] == __version__
         assert attrs["task"] == "super-resolution"
         assert attrs["recipe_sha256"] == tiny_recipe.sha256()
@@ -52,7 +53,7 @@ def test_library_reads_with_plain_h5py(tiny_library, tiny_recipe):
         for split, count in (("train", 12), ("val", 5), ("test", 9)):
             group = file[split]
             assert group["images"].shape == (count, 32, 32)
-            assert group["sinograms"].shape == (count, 24, 32)
+            assert group["sinograms"].shape == (count, 24, 34)
             assert group["images_x2"].shape == (count, 16, 16)
             assert group["images_x4"].shape == (count, 8, 8)
             assert group["images"].chunks[0] == 4
@@ -70,7 +71,7 @@ def test_clean_sinograms_are_astras_projections(tmp_path):
         angles = file["angles"][...]
     volume = astra.create_vol_geom(32, 32)
     projector = astra.create_projector(
-        "linear", astra.create_proj_geom("parallel", 1.0, 32, angles), volume
+        "linear", astra.create_proj_geom("parallel", 1.0, 34, angles), volume
     )
     for image, sinogram in zip(images, sinograms):
         sino_id, reference = astra.create_sino(image, projector)
@@ -292,7 +293,7 @@ def test_sample_i_is_made_from_its_own_seed(tiny_library, tiny_recipe):
 def test_zarr_library_reads_with_plain_zarr(tmp_path, tiny_library):
     path = build(make_recipe(), tmp_path / "lib.zarr")
     group = zarr.open_group(str(path), mode="r")
-    assert group.attrs["tomobench_format"] == 1 and group.attrs["complete"] is True
+    assert group.attrs["tomobench_format"] == 2 and group.attrs["complete"] is True
     with h5py.File(tiny_library, "r") as file:  # the same tree as the HDF5 library
         attrs = {key: value.item() if hasattr(value, "item") else value
                  for key, value in file.attrs.items()}
@@ -303,8 +304,8 @@ def test_zarr_library_reads_with_plain_zarr(tmp_path, tiny_library):
         assert recipes[0] == {k: v for k, v in recipes[1].items() if k != "output"}
         assert group["angles"].dtype == np.float64
         assert np.array_equal(group["angles"][...], file["angles"][...])
-    assert group["val/sinograms"].shape == (5, 24, 32)
-    assert group["val/sinograms"].chunks == (4, 24, 32)
+    assert group["val/sinograms"].shape == (5, 24, 34)
+    assert group["val/sinograms"].chunks == (4, 24, 34)
     assert [codec.to_dict() for codec in group["val/sinograms"].compressors] == [
         {"name": "zstd", "configuration": {"level": 1, "checksum": False}}
     ]

@@ -81,7 +81,7 @@ def test_factory_maps_sinograms_to_images(name, shapes):
 
 def test_models_take_their_shapes_from_a_library(tiny_library):
     model = build_model("automap", tiny_library, **SMALL["automap"])
-    assert model.input_shape == (None, 24, 32)
+    assert model.input_shape == (None, 24, 34)
     with open_library(tiny_library) as library:
         assert build_model("dense_reconstruct", library).output_shape == (None, 32, 32)
 
@@ -136,7 +136,7 @@ def test_stream_reads_one_chunk_at_a_time_and_visits_every_sample(tiny_library):
     data = stream(tiny_library)
     batches = list(data.batches(epoch=0))
     assert [len(x) for x, _ in batches] == [5, 5, 2]
-    assert all(x.shape[1:] == (24, 32) and y.shape[1:] == (32, 32) for x, y in batches)
+    assert all(x.shape[1:] == (24, 34) and y.shape[1:] == (32, 32) for x, y in batches)
     assert all(x.dtype == np.float32 and y.dtype == np.float32 for x, y in batches)
     assert data.reads == 3 and data.largest_read == 4  # 12 samples in 3 chunks of 4
     with open_library(tiny_library) as library:
@@ -247,7 +247,7 @@ def test_training_lowers_the_loss_and_fills_the_run_folder(trained):
     info = json.loads((trained / "run.json").read_text())
     assert (info["angles"], info["detector"], info["size"], info["train_samples"]) == (
         24,
-        32,
+        34,
         32,
         12,
     )
@@ -275,7 +275,7 @@ def test_prediction_refuses_a_library_of_another_geometry(trained, tmp_path):
     from conftest import make_recipe
 
     other = build(make_recipe(name="other", geometry={"angles": 16}), tmp_path / "other.h5")
-    with pytest.raises(RunError, match=r"maps sinograms \(24, 32\).*has sinograms \(16, 32\)"):
+    with pytest.raises(RunError, match=r"maps sinograms \(24, 34\).*has sinograms \(16, 34\)"):
         predict(trained, other, out=tmp_path / "x.npy")
     with pytest.raises(RunError, match="not a run folder"):
         predict(tmp_path, other, out=tmp_path / "x.npy")

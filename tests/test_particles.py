@@ -92,7 +92,7 @@ def test_a_library_of_particles_holds_their_sinograms(tmp_path):
     path = build(recipe, tmp_path / "particles.h5")
     with h5py.File(path, "r") as file:
         images, sinograms = file["test/images"][...], file["test/sinograms"][...]
-    assert images.shape == (9, 32, 32) and sinograms.shape == (9, 24, 32)
+    assert images.shape == (9, 32, 32) and sinograms.shape == (9, 24, 34)
     projector = get_projector(from_recipe(recipe), backend="astra-cpu")
     np.testing.assert_allclose(sinograms, projector.forward(images), rtol=1e-5, atol=1e-5)
 

@@ -18,14 +18,18 @@ def test_published_recipes_are_valid():
 def test_shapes_128_is_the_55000_pair_library():
     recipe = load_recipe(ROOT / "recipes" / "shapes-128.yaml")
     assert sum(recipe.splits.values()) == 55_000
-    assert (recipe.image_size, recipe.geometry.angles, recipe.detector_count) == (128, 180, 128)
+    assert (recipe.image_size, recipe.geometry.angles, recipe.detector_count) == (128, 180, 182)
+    assert recipe.geometry.oversample == 2
 
 
 def test_seed_recipe_matches_the_2020_generator():
     source = load_recipe("shapes-32-seed").source
     assert (source.size, source.min_shapes, source.max_shapes) == (32, 3, 10)
     assert (source.min_shape_size, source.max_shape_size) == (3, 10)
-    assert source.circular_mask and source.normalize and source.generator == "skimage"
+    assert source.circular_mask and source.generator == "skimage"
+    assert (source.mask_radius, source.mask_center) == (11, "pixel")  # cirmask(image, 5)
+    assert source.intensity == (0.0, 1.0) and source.background == pytest.approx(1 / 254)
+    assert source.normalize == "each-step"
     assert (source.image_noise_counts, source.smooth_sigma) == (256, 1.0)
     assert load_recipe("shapes-32-seed").geometry.angles == 32
 
@@ -84,7 +88,7 @@ def test_impossible_recipes(change, words):
 
 XRD = {
     "name": "x", "task": "hyperspectral", "seed": 1, "geometry": {"angles": 8},
-    "source": {"kind": "xrdct", "size": 16, "channels": 20, "phases": ["Ni", "CeO2"]},
+    "source": {"kind": "xrdct", "size": 16, "channels": 320, "phases": ["Ni", "CeO2"]},
     "noise": [{"kind": "counting", "counts": 200}], "splits": {"test": 2},
 }
 EXPERIMENTAL = {
@@ -205,6 +209,6 @@ def test_canonical_json_round_trips():
 
 def test_defaults_are_filled_in():
     recipe = make_recipe(geometry={"angles": 10})
-    assert recipe.detector_count == 32
+    assert recipe.detector_count == 34  # the masked disc (radius 16) and one pixel each side
     assert recipe.geometry.oversample == 1
     assert recipe.source.largest_shape == 12

@@ -255,7 +255,8 @@ def test_an_xrdct_stack_gives_a_hyperspectral_library(registry, tmp_path):
     path = build(recipe, tmp_path / "x.h5")
     with open_library(path) as library:
         cube = library["test/images"][0]
-        assert library["test/sinograms"].shape == (1, 30, DETECTOR, 2)
+        assert library["test/sinograms"].shape == (1, 30, recipe.detector_count, 2)
+        assert recipe.detector_count == 92  # a reconstruction fills the square: its diagonal
     pad = (DETECTOR - SIZE) // 2
     inner = cube[pad : pad + SIZE, pad : pad + SIZE]
     assert cube.max() == pytest.approx(1.0)

@@ -18,7 +18,8 @@ XRDCT = {
     "task": "hyperspectral",
     "seed": 3,
     "source": {"kind": "xrdct", "size": 24, "phases": ["gamma-Al2O3", "Ni", "CeO2"],
-               "channels": 60, "two_theta": [2.0, 8.0]},
+               "channels": 60, "two_theta": [2.0, 8.0],
+               "instrument_fwhm_deg": 0.35},  # on this coarse axis peaks span >= 3 channels
     "geometry": {"angles": 20, "backend": "matrix"},
     "noise": [],
     "downsample": [2],
@@ -43,7 +44,7 @@ def test_library_reads_with_plain_h5py_with_its_axes(library):
         assert file.attrs["wavelength_angstrom"] == pytest.approx(12.398419843320026 / 60)
         np.testing.assert_allclose(file["two_theta"][...], np.linspace(2, 8, 60))
         images, sinograms = file["train/images"], file["train/sinograms"]
-        assert images.shape == (3, 24, 24, 60) and sinograms.shape == (3, 20, 24, 60)
+        assert images.shape == (3, 24, 24, 60) and sinograms.shape == (3, 20, 26, 60)
         assert images.chunks == (1, 24, 24, 60)
         assert file["train/images_x2"].shape == (3, 12, 12, 60)
         assert file["train/phase_fractions"].shape == (3, 3, 24, 24)
@@ -142,7 +143,7 @@ def test_hyperspectral_recipes_refuse_absorption_noise_and_need_xrdct():
 def test_shipped_xrdct_recipes_are_valid():
     from tomobench.recipe import load_recipe
 
-    assert load_recipe("xrdct").channels == 250
+    assert load_recipe("xrdct").channels == 384
     pairs = load_recipe("xrdct-150")
     assert pairs.image_size == 150 and pairs.downsample == (2,)
     assert xrd.PHASES["Ni"].crystal_system == "cubic"

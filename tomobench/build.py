@@ -13,6 +13,7 @@ interruption (even ``kill -9``) and it writes only the missing chunks.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import re
@@ -31,7 +32,8 @@ from tomobench.physics.geometry import from_recipe
 from tomobench.physics.projector import get_projector, resolve_backend
 from tomobench.physics.resample import downsample
 from tomobench.recipe import SPLIT_IDS, SPLITS, Recipe, load_recipe
-from tomobench.store import Library, open_library, open_store
+from tomobench.sources.shapes import area_average
+from tomobench.store import Library, identity, open_library, open_store, split_backends
 from tomobench.store.format import (
     FORMAT_VERSION,
     array_specs,
@@ -59,8 +61,9 @@ def draw_samples(
 ) -> dict[str, np.ndarray]:
     """Ground truth of samples ``start``, ``start + 1``, … of ``split`` (one per generator):
     ``images`` (n, H, W) or (n, H, W, C) float32 in [0, 1], and any other array the source
-    makes beside them (phase maps, …)."""
-    draw = sources.sampler(recipe.source, split)
+    makes beside them (phase maps, …). With ``geometry.oversample`` k > 1, ``images`` are
+    rendered k× finer: their area averages over k × k blocks are the ground truth."""
+    draw = sources.sampler(recipe.source, split, recipe.geometry.oversample)
     drawn = [draw(start + offset, rng) for offset, rng in enumerate(rngs)]
     if not isinstance(drawn[0], tuple):
         return {"images": np.stack(drawn)}
@@ -78,8 +81,9 @@ def draw_images(
 
 
 def project(recipe: Recipe, images: np.ndarray, *, backend: str) -> np.ndarray:
-    """Clean sinograms (n, A, D) float32 of a batch of ground-truth images, or (n, A, D, C)
-    of hyperspectral cubes (n, H, W, C): every channel is projected, a cube at a time."""
+    """Clean sinograms (n, A, D) float32 of a batch of ground-truth images (rendered
+    ``geometry.oversample`` times finer), or (n, A, D, C) of hyperspectral cubes
+    (n, H, W, C): every channel is projected, a cube at a time."""
     geometry = from_recipe(recipe)
     projector = get_projector(geometry, model=recipe.geometry.projector, backend=backend)
     if images.ndim == 3:
@@ -139,11 +143,17 @@ def _air_hump(recipe: Recipe, op) -> np.ndarray:
 def make_chunk(
     recipe: Recipe, split: str, start: int, stop: int, *, backend: str
 ) -> dict[str, np.ndarray]:
-    """Every array of samples ``start:stop`` of ``split``, named as in the library."""
+    """Every array of samples ``start:stop`` of ``split``, named as in the library.
+
+    With ``geometry.oversample`` k > 1 the sinograms are of the image rendered k× finer
+    and the ground truth is its area average, so the data's forward model is not the one a
+    reconstruction on the ground truth's grid uses."""
     rngs = sample_rngs(recipe, split, start, stop)
     drawn = draw_samples(recipe, split, start, rngs)
-    images = drawn.pop("images")
-    sinograms = corrupt(recipe, project(recipe, images, backend=backend), rngs)
+    rendered = drawn.pop("images")
+    factor = recipe.geometry.oversample
+    images = rendered if factor == 1 else area_average(rendered, factor).astype(np.float32)
+    sinograms = corrupt(recipe, project(recipe, rendered, backend=backend), rngs)
     arrays = {"images": images, "sinograms": sinograms}
     for factor in recipe.downsample:
         arrays[f"images_x{factor}"] = downsample(images, factor)
@@ -235,12 +245,18 @@ def build(
         raise RecipeError(msg)
     path, recipe = _target(recipe, out, format=format, chunk=chunk)
     wanted = _wanted_splits(recipe, splits)
-    backend = resolve_backend(
-        recipe.geometry.backend, geometry=from_recipe(recipe), model=recipe.geometry.projector
-    )
+    backends = {
+        split: resolve_backend(
+            recipe.geometry.backend,
+            geometry=from_recipe(recipe),
+            model=recipe.geometry.projector,
+            split=split,
+        )
+        for split in wanted
+    }
     sources.prepare(recipe.source)  # fetches and preprocesses files, once, before any task
     sources.check_counts(recipe.source, {split: recipe.splits[split] for split in wanted})
-    store, recipe = _open_for_build(path, recipe, backend, wanted)
+    store, recipe = _open_for_build(path, recipe, backends, wanted)
     if store is None:
         return path
     try:
@@ -254,13 +270,14 @@ def build(
             with _progress_bar(progress, recipe, todo, wanted) as advance:
                 for task in todo:
                     split, index, start, stop = task
-                    arrays = make_chunk(recipe, split, start, stop, backend=backend)
+                    arrays = make_chunk(recipe, split, start, stop, backend=backends[split])
                     _guarded_write(store, split, index, start, arrays)
                     advance(stop - start)
         else:
-            with _client(workers, scheduler, backend) as client:
+            gpu = "astra-cuda" in backends.values()
+            with _client(workers, scheduler, "astra-cuda" if gpu else "matrix") as client:
                 with _progress_bar(progress, recipe, todo, wanted) as advance:
-                    _run_distributed(client, store, recipe, todo, backend, scheduler, advance)
+                    _run_distributed(client, store, recipe, todo, backends, scheduler, advance)
         missing = [split for split in wanted if not store.flags(split).all()]
         if missing:  # a bug, never a user error: refuse to call the library complete
             msg = f"build of {path} ended with chunks of {missing} unwritten"
@@ -312,13 +329,13 @@ def _wanted_splits(recipe: Recipe, splits: Iterable[str] | None) -> list[str]:
     return [name for name in SPLITS if name in wanted]
 
 
-def _open_for_build(path: Path, recipe: Recipe, backend: str, wanted: list[str]):
+def _open_for_build(path: Path, recipe: Recipe, backends: dict[str, str], wanted: list[str]):
     """The store to write to, at ``PATH.partial``, and the recipe it was started with;
     ``(None, recipe)`` when ``PATH`` is already a complete library with every wanted split."""
     partial = partial_path(path)
     if path.exists():
         with open_library(path) as library:
-            _check_same(library, recipe, backend)
+            _check_same(library, recipe, backends)
             if set(wanted) <= set(library.splits):
                 return None, recipe
             built, chunk = library.splits, library.recipe.output.chunk
@@ -333,7 +350,7 @@ def _open_for_build(path: Path, recipe: Recipe, backend: str, wanted: list[str])
     existed = partial.exists() and _usable_partial(partial)
     if existed:
         with open_library(partial) as library:
-            _check_same(library, recipe, backend)
+            _check_same(library, recipe, backends)
             recipe = library.recipe  # its chunking, which its flags count in
         store = open_store(partial, "r+")
     else:
@@ -351,14 +368,29 @@ def _open_for_build(path: Path, recipe: Recipe, backend: str, wanted: list[str])
                 partial.unlink()
                 raise
     with _write_errors(store.path, store.close):
-        _initialise(store, recipe, backend, wanted, new=not existed)
+        _initialise(store, recipe, backends, wanted, new=not existed)
     return store, recipe
 
 
-def _initialise(store, recipe: Recipe, backend: str, wanted: list[str], *, new: bool) -> None:
-    """Write a new library's attributes and angles, and the arrays of splits it lacks."""
+def _initialise(
+    store, recipe: Recipe, backends: dict[str, str], wanted: list[str], *, new: bool
+) -> None:
+    """Write a new library's attributes and angles, and the arrays of splits it lacks; the
+    ``backend`` attribute maps every split to the backend that makes its sinograms, and
+    ``identity`` every split to its identity's digest (:meth:`Library.identity`)."""
+    built = {} if new else split_backends(store.attrs.get("backend"))
+    built = {split: built[split] for split in store.splits() if split in built}
+    backend = built | {split: backends[split] for split in wanted}
+    identities = {
+        split: identity(recipe.sha256(), name, FORMAT_VERSION)["sha256"]
+        for split, name in backend.items()
+    }
+    split_attrs = {
+        "backend": json.dumps(backend, sort_keys=True),
+        "identity": json.dumps(identities, sort_keys=True),
+    }
     if not new:
-        store.set_attrs({"complete": False})
+        store.set_attrs({"complete": False, **split_attrs})
     else:
         from tomobench import __version__
 
@@ -369,7 +401,7 @@ def _initialise(store, recipe: Recipe, backend: str, wanted: list[str], *, new: 
                 "recipe": recipe.canonical_json(),
                 "recipe_sha256": recipe.sha256(),
                 "task": recipe.task,
-                "backend": backend,
+                **split_attrs,
                 "complete": False,
                 **sources.root_attrs(recipe.source),
             }
@@ -418,7 +450,7 @@ def _usable_partial(partial: Path) -> bool:
     return True
 
 
-def _check_same(library: Library, recipe: Recipe, backend: str) -> None:
+def _check_same(library: Library, recipe: Recipe, backends: dict[str, str]) -> None:
     if library.recipe_sha256 != recipe.sha256():
         msg = (
             f"{library.path} holds a library of another recipe "
@@ -426,16 +458,25 @@ def _check_same(library: Library, recipe: Recipe, backend: str) -> None:
             "choose another --out or remove it"
         )
         raise StoreError(msg)
-    if library.attrs.get("backend") != backend:
+    if int(library.attrs.get("tomobench_format", 0)) != FORMAT_VERSION:
         msg = (
-            f"{library.path} was started with projector backend {library.attrs.get('backend')}"
-            f" but this machine resolves {recipe.geometry.backend!r} to {backend}; "
-            "set geometry.backend in the recipe or remove the library"
+            f"{library.path} is a library of format {library.attrs.get('tomobench_format')}, "
+            f"made by another tomobench; this one builds format {FORMAT_VERSION}: "
+            "choose another --out or remove it"
         )
         raise StoreError(msg)
+    for split, backend in backends.items():
+        started = library.backend(split) if split in library.splits else None
+        if started is not None and started != backend:
+            msg = (
+                f"{library.path}: split {split} was started with projector backend {started} "
+                f"but this machine resolves {recipe.geometry.backend!r} to {backend}; "
+                "set geometry.backend in the recipe or remove the library"
+            )
+            raise StoreError(msg)
 
 
-def _run_distributed(client, store, recipe, todo, backend, scheduler, advance) -> None:
+def _run_distributed(client, store, recipe, todo, backends, scheduler, advance) -> None:
     """Compute the chunks of ``todo`` on the workers of ``client``, a few per worker at a
     time, and flag (or write) each in ``store`` as it comes back. A task that wrote its
     chunk itself is not asked for its result (None): fetching it from the worker would
@@ -449,6 +490,7 @@ def _run_distributed(client, store, recipe, todo, backend, scheduler, advance) -
     def submit(task):
         path = str(store.path)
         split, _, start, stop = task
+        backend = backends[split]
         placed = None
         if store.format == "hdf5" and scheduler is None:  # workers here write into the file
             with _write_errors(store.path, store.close):

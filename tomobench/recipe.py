@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal, Union, get_args
@@ -18,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tomobench.errors import RecipeError
 
 SPLITS = ("train", "val", "test")
+OVERSAMPLED_SOURCES = ("shapes", "particles")
+"""Sources that render their ground truth finer than its pixels (``geometry.oversample``)."""
 SPLIT_IDS = {name: index for index, name in enumerate(SPLITS)}
 
 
@@ -67,7 +70,27 @@ class ShapesSource(_Strict):
     allow_overlap: bool = Field(
         True, description="later shapes may cover earlier ones (skimage generator only)"
     )
-    circular_mask: bool = Field(False, description="zero outside the inscribed circle")
+    background: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="value where no shape lies, before normalisation (the 2020 generator: "
+        "1/254, skimage's background grey 255 set to 1)",
+    )
+    circular_mask: bool = Field(False, description="zero outside a circle (see mask_radius)")
+    mask_radius: float | None = Field(
+        None,
+        gt=0,
+        le=4096,
+        description="radius of the circular mask in pixels, pixel centres at most this far "
+        "from the mask's centre are kept (default: size/2, the inscribed circle; the 2020 "
+        "generator: size/2 - 5)",
+    )
+    mask_center: Literal["axis", "pixel"] = Field(
+        "axis",
+        description="axis: the mask is centred on the rotation axis, (size-1)/2; pixel: on "
+        "the pixel (size//2, size//2), half a pixel off the axis, as the 2020 generator",
+    )
     image_noise_counts: float | None = Field(
         None,
         gt=0,
@@ -76,7 +99,11 @@ class ShapesSource(_Strict):
         "(the 2020 generator used 256)",
     )
     smooth_sigma: float = Field(0.0, ge=0, description="Gaussian smoothing σ in pixels")
-    normalize: bool = Field(False, description="divide each image by its maximum")
+    normalize: Union[bool, Literal["each-step"]] = Field(
+        False,
+        description="true: divide each image by its maximum at the end; each-step: after "
+        "drawing, masking, noise and smoothing, each time (the 2020 generator)",
+    )
 
     @model_validator(mode="after")
     def _check_ranges(self) -> ShapesSource:
@@ -97,11 +124,28 @@ class ShapesSource(_Strict):
         if not self.allow_overlap and self.generator != "skimage":
             msg = "allow_overlap: false needs generator: skimage (the fast generator overlaps)"
             raise ValueError(msg)
+        if self.mask_radius is not None and not self.circular_mask:
+            msg = "mask_radius needs circular_mask: true"
+            raise ValueError(msg)
         return self
 
     @property
     def largest_shape(self) -> int:
         return self.max_shape_size if self.max_shape_size is not None else self.size // 2
+
+    @property
+    def support_radius(self) -> float:
+        """How far from the rotation axis (in pixels) a pixel centre may hold mass: the
+        mask's reach (or the square's corner), widened by the smoothing's kernel."""
+        corner = (self.size - 1) / math.sqrt(2)
+        if not self.circular_mask:
+            return corner
+        radius = self.size / 2 if self.mask_radius is None else self.mask_radius
+        if self.mask_center == "pixel":
+            radius += math.sqrt(2) * abs(self.size // 2 - (self.size - 1) / 2)
+        if self.smooth_sigma > 0:  # scipy's Gaussian kernel reaches int(4σ + 0.5) pixels
+            radius += int(4 * self.smooth_sigma + 0.5)
+        return min(radius, corner)
 
 
 class DIV2KSource(_Strict):
@@ -120,6 +164,11 @@ class DIV2KSource(_Strict):
         256, ge=8, description="side of the random square crop (null: the central square)"
     )
     crops_per_image: int = Field(1, ge=1, description="samples drawn from each image")
+
+    @property
+    def support_radius(self) -> float:
+        """Natural images fill the square: mass reaches its corners."""
+        return (self.size - 1) / math.sqrt(2)
 
     @model_validator(mode="after")
     def _check_crop(self) -> DIV2KSource:
@@ -161,6 +210,11 @@ class ExperimentalSource(_Strict):
     filter: Literal["ram-lak", "shepp-logan", "cosine", "hamming", "hann"] = "ram-lak"
     crop: int | None = Field(None, ge=8, description="side of a random square crop")
     augment: bool = Field(True, description="random quarter turns and flips")
+
+    @property
+    def support_radius(self) -> float:
+        """Reconstructions fill the square: mass reaches its corners."""
+        return (self.size - 1) / math.sqrt(2)
 
     @model_validator(mode="after")
     def _check_origin(self) -> ExperimentalSource:
@@ -206,7 +260,8 @@ def _slice_range(item: str) -> tuple[float, float]:
 
 class PhaseDefinition(_Strict):
     """A phase given in full (see :class:`tomobench.xrd.Phase`): a lattice and reflections
-    (h, k, l, relative intensity), or d-spacings (d in Å, relative intensity)."""
+    (h, k, l, relative intensity), or d-spacings (d in Å, relative intensity), the
+    intensities as measured at ``card_wavelength``."""
 
     name: str = Field(min_length=1, max_length=100, description="the phase's name")
     crystal_system: Literal["cubic", "tetragonal", "hexagonal"] = "cubic"
@@ -217,6 +272,12 @@ class PhaseDefinition(_Strict):
     )
     d_list: tuple[tuple[float, float], ...] = Field(
         (), description="or (d in Å, relative intensity) of each reflection"
+    )
+    card_wavelength: float = Field(
+        1.5406,  # Cu Kα: tomobench.xrd.CU_KALPHA_ANGSTROM
+        gt=0,
+        description="wavelength in Å at which the intensities were measured (Cu Kα); they are "
+        "carried to the recipe's energy by the Lorentz-polarisation factor",
     )
 
     @model_validator(mode="after")
@@ -269,7 +330,7 @@ class XRDCTSource(_Strict):
     background: float = Field(
         0.05, ge=0, description="amorphous hump, as a fraction of the strongest peak"
     )
-    instrument_fwhm_deg: float = Field(0.05, ge=0, description="instrumental peak width")
+    instrument_fwhm_deg: float = Field(0.1, ge=0, description="instrumental peak width")
 
     @model_validator(mode="after")
     def _check_phases(self) -> XRDCTSource:
@@ -302,6 +363,47 @@ class XRDCTSource(_Strict):
             msg = "size_range_nm must be positive"
             raise ValueError(msg)
         return self
+
+    @model_validator(mode="after")
+    def _check_peak_sampling(self) -> XRDCTSource:
+        """The narrowest peak (largest crystallites, lowest angle) spans at least 3 channels."""
+        from tomobench import xrd
+        from tomobench.xrd.patterns import MIN_PEAK_CHANNELS
+
+        phases = [xrd.PHASES[p] if isinstance(p, str) else p.to_phase() for p in self.phases]
+        largest = self.size_range_nm[1]
+        instrument = self.instrument_fwhm_deg
+        fwhm = xrd.narrowest_fwhm_deg(
+            phases, self.two_theta, wavelength=xrd.wavelength_from_energy(self.energy_kev),
+            crystallite_size_nm=largest, instrument_fwhm_deg=instrument,
+        )
+        span = self.two_theta[1] - self.two_theta[0]
+        step = span / (self.channels - 1)
+        if fwhm >= MIN_PEAK_CHANNELS * step * (1 - 1e-9):
+            return self
+        # what would do, each alone: need > fwhm >= instrument, and Scherrer's β ∝ 1 / size
+        need = MIN_PEAK_CHANNELS * step
+        scherrer = math.sqrt(fwhm**2 - instrument**2)  # of the largest crystallites
+        channels = math.ceil(MIN_PEAK_CHANNELS * span / fwhm) + 1
+        width = math.floor(100 * fwhm / MIN_PEAK_CHANNELS * (self.channels - 1)) / 100
+        spanned = math.floor(100 * fwhm / step) / 100  # 2.999 is "2.99", not "3.00"
+        wider = math.ceil(1000 * math.sqrt(need**2 - scherrer**2)) / 1000
+        smaller = math.floor(10 * largest * scherrer / math.sqrt(need**2 - instrument**2)) / 10
+        msg = (
+            f"the narrowest peak (crystallites of {largest:g} nm, instrument_fwhm_deg "
+            f"{instrument:g}) has a FWHM of {fwhm:.4g}°, only {spanned:.2f} channels of the "
+            f"2θ axis (step {step:.4g}°); a peak needs at least {MIN_PEAK_CHANNELS} channels, "
+            f"or its height depends on where it falls between channels: give at least "
+            f"{channels} channels, or a 2θ range at most {width:g}° wide, or "
+            f"instrument_fwhm_deg at least {wider:g}, or a largest crystallite size "
+            f"(size_range_nm) of at most {smaller:g} nm"
+        )
+        raise ValueError(msg)
+
+    @property
+    def support_radius(self) -> float:
+        """Every phantom is zero outside the circle inscribed in the slice."""
+        return self.size / 2
 
     @property
     def phase_names(self) -> tuple[str, ...]:
@@ -351,6 +453,11 @@ class ParticlesSource(_Strict):
             raise ValueError(msg)
         return self
 
+    @property
+    def support_radius(self) -> float:
+        """Bodies lie inside the circle inscribed in the image."""
+        return self.size / 2
+
 
 Source = Annotated[
     Union[ShapesSource, DIV2KSource, ExperimentalSource, XRDCTSource, ParticlesSource],
@@ -363,7 +470,11 @@ class Geometry(_Strict):
 
     angles: int = Field(180, ge=1, le=100_000, description="number of projection angles")
     detector: int | None = Field(
-        None, ge=1, le=100_000, description="detector pixels (default: image size)"
+        None,
+        ge=1,
+        le=100_000,
+        description="detector pixels (default: the fewest that see all of the ground truth's "
+        "mass: the image's diagonal for sources that fill the square)",
     )
     detector_spacing: float = Field(
         1.0, gt=0, le=1000, description="detector pixel width in units of image pixels"
@@ -375,7 +486,11 @@ class Geometry(_Strict):
         "auto", description="auto: astra-cuda where ASTRA sees a GPU, else matrix"
     )
     oversample: int = Field(
-        1, ge=1, le=8, description="simulate on an n× finer image and detector grid"
+        1,
+        ge=1,
+        le=8,
+        description="render the source n× finer, project that on an n× finer detector grid, "
+        "and store its area average as the ground truth (sources shapes and particles)",
     )
 
 
@@ -490,7 +605,49 @@ class Recipe(_Strict):
         if self.geometry.backend == "astra-cuda" and self.geometry.projector != "linear":
             msg = "backend 'astra-cuda' has only the linear projector"
             raise ValueError(msg)
+        if self.geometry.oversample > 1 and self.source.kind not in OVERSAMPLED_SOURCES:
+            msg = (
+                f"geometry.oversample {self.geometry.oversample} needs a source that renders "
+                f"finer than its pixels ({', '.join(OVERSAMPLED_SOURCES)}); source "
+                f"{self.source.kind!r} is a pixel image: use oversample 1"
+            )
+            raise ValueError(msg)
+        given = self.geometry.detector
+        if given is not None and given * self.geometry.detector_spacing < self.field_needed:
+            msg = (
+                f"geometry.detector: {given} pixels of width {self.geometry.detector_spacing:g} "
+                f"do not see all of the ground truth: source {self.source.kind!r} puts mass up "
+                f"to {self.support_radius:.1f} pixels from the rotation axis, so the detector "
+                f"needs at least {self.required_detector} pixels (or a mask that keeps the "
+                "ground truth inside the field of view)"
+            )
+            raise ValueError(msg)
         return self
+
+    @property
+    def support_radius(self) -> float:
+        """How far from the rotation axis, in image pixels, the ground truth's mass reaches
+        (pixel centres; a bound that the source's construction guarantees)."""
+        return self.source.support_radius
+
+    @property
+    def field_needed(self) -> float:
+        """Width, in image pixels, that the detector must span to see all of the ground
+        truth's mass at every angle: its support's diameter, plus one pixel on each side
+        (the linear model spreads a pixel over its neighbours; the strip model over its
+        square, at most √2/2)."""
+        return 2 * (self.support_radius + 1)
+
+    @property
+    def required_detector(self) -> int:
+        """The fewest detector pixels (of the recipe's spacing) that span
+        :attr:`field_needed`, of the image size's parity at unit spacing (so that pixel and
+        detector grids line up at angle 0)."""
+        spacing = self.geometry.detector_spacing
+        count = math.ceil(self.field_needed / spacing - 1e-9)
+        if spacing == 1.0 and (count - self.source.size) % 2:
+            count += 1
+        return count
 
     @property
     def image_size(self) -> int:
@@ -503,7 +660,8 @@ class Recipe(_Strict):
 
     @property
     def detector_count(self) -> int:
-        return self.geometry.detector or self.source.size
+        """Detector pixels: as the recipe gives, else :attr:`required_detector`."""
+        return self.geometry.detector or self.required_detector
 
     def canonical_json(self) -> str:
         """The recipe as compact JSON with sorted keys and every default filled in."""

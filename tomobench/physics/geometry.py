@@ -16,8 +16,9 @@ class ParallelGeometry:
     The image is ``size`` × ``size`` pixels of width 1 centred on the rotation axis; the
     detector has ``detector`` pixels of width ``spacing``; ``angles`` projections are spread
     evenly over [0, π) (or [0, ``arc``)), endpoint excluded. ``oversample`` n makes
-    projectors simulate on an n× finer image and detector grid and bin back, so data are not
-    made with the discretisation a reconstruction uses.
+    projectors take images rendered n× finer and project them on an n× finer detector grid,
+    binned back to ``detector`` pixels, so data are not made with the discretisation a
+    reconstruction uses.
     """
 
     size: int
@@ -57,6 +58,11 @@ class ParallelGeometry:
         return (self.size, self.size)
 
     @property
+    def rendered_shape(self) -> tuple[int, int]:
+        """Shape of the images a projector takes: the image rendered ``oversample`` × finer."""
+        return (self.size * self.oversample, self.size * self.oversample)
+
+    @property
     def sinogram_shape(self) -> tuple[int, int]:
         return (self.angles, self.detector)
 
@@ -91,3 +97,13 @@ def from_recipe(recipe) -> ParallelGeometry:
         spacing=recipe.geometry.detector_spacing,
         oversample=recipe.geometry.oversample,
     )
+
+
+def air_pixels(recipe) -> np.ndarray:
+    """Detector pixels that see only air at every angle: (D,) bool, True where a pixel's ray
+    passes farther than the ground truth's support (``recipe.support_radius``) plus one pixel
+    (the projection model's reach) from the rotation axis. Their mean is the background
+    (air scatter) that the sinograms carry beside the sample's signal."""
+    geometry = from_recipe(recipe)
+    offsets = (np.arange(geometry.detector) - (geometry.detector - 1) / 2) * geometry.spacing
+    return np.abs(offsets) - geometry.spacing / 2 > recipe.support_radius + 1

@@ -13,8 +13,10 @@ Backends, all computing ASTRA's own discretisation of the chosen projection mode
     of the batch each block reads stays in the core's cache; every output value is still
     summed in the order of the whole product, so the result is the same to the last bit.
 ``auto``
-    ``astra-cuda`` where ASTRA sees a GPU and the model is linear; otherwise ``matrix``, or
-    ``astra-cpu`` when the matrix would not fit in :data:`MATRIX_BYTES_LIMIT`.
+    ``astra-cuda`` where ASTRA sees a GPU and the model is linear, except for the evaluation
+    splits (val, test), which are always made on the CPU so that they are the same bytes on
+    every machine; otherwise ``matrix``, or ``astra-cpu`` when the matrix would not fit in
+    :data:`MATRIX_BYTES_LIMIT` (a rule of the geometry alone, the same on every machine).
 """
 
 from __future__ import annotations
@@ -73,8 +75,17 @@ def estimated_matrix_bytes(geometry: ParallelGeometry) -> int:
     return 8 * rays * 2 * geometry.size * max(1, int(np.ceil(1 / geometry.spacing)))
 
 
-def resolve_backend(backend: str, *, geometry: ParallelGeometry, model: str = "linear") -> str:
-    """The concrete backend that ``backend`` stands for on this machine."""
+EVALUATION_SPLITS = ("val", "test")
+"""Splits whose sinograms ``auto`` always makes on the CPU, so that they are the same bytes on
+every machine, GPU or not."""
+
+
+def resolve_backend(
+    backend: str, *, geometry: ParallelGeometry, model: str = "linear", split: str | None = None
+) -> str:
+    """The concrete backend that ``backend`` stands for on this machine (for ``split``:
+    ``auto`` resolves to a CPU backend for the evaluation splits, val and test, whatever
+    the machine, and may use a GPU for the others)."""
     if backend not in BACKENDS:
         msg = f"unknown projector backend {backend!r} (allowed: {', '.join(BACKENDS)})"
         raise PhysicsError(msg)
@@ -83,7 +94,7 @@ def resolve_backend(backend: str, *, geometry: ParallelGeometry, model: str = "l
             msg = "backend 'astra-cuda' asked for, but ASTRA sees no CUDA GPU here"
             raise PhysicsError(msg)
         return backend
-    if model == "linear" and cuda_available():
+    if split not in EVALUATION_SPLITS and model == "linear" and cuda_available():
         return "astra-cuda"
     if estimated_matrix_bytes(geometry) <= MATRIX_BYTES_LIMIT:
         return "matrix"
@@ -146,8 +157,9 @@ class Projector:
 
     @property
     def matrix(self) -> sparse.csr_matrix:
-        """The system matrix (A·D, H·W) in float32: ASTRA's matrix for the fine grid,
-        composed with pixel replication (image) and bin averaging (detector).
+        """The system matrix (A·D, n²·H·W) in float32: ASTRA's matrix for the image rendered
+        n = ``oversample`` times finer and a detector n× finer, composed with bin averaging
+        (detector)
 
         Built once per geometry and model (about 1 s at 128², 180 angles) and kept in the
         cache folder (``matrices/`` under ``TOMOBENCH_DATA_DIR`` or the OS cache), so that
@@ -166,7 +178,7 @@ class Projector:
     def _matrix_path(self) -> Path:
         from tomobench.datasets import cache_dir
 
-        key = f"{self.geometry!r} {self.model} astra {_astra().__version__}"
+        key = f"{self.geometry!r} {self.model} astra {_astra().__version__} rendered"
         digest = hashlib.sha256(key.encode()).hexdigest()[:24]
         return cache_dir() / "matrices" / f"{digest}.npz"
 
@@ -182,17 +194,17 @@ class Projector:
             astra.projector.delete(projector_id)
         n = self.geometry.oversample
         if n > 1:
-            replicate = _replication(self.geometry.size, n)
             binning = sparse.kron(
                 sparse.identity(self.geometry.angles, format="csr"),
                 _replication(self.geometry.detector, n).T / n,
                 format="csr",
             )
-            fine = binning @ fine @ sparse.kron(replicate, replicate, format="csr")
+            fine = binning @ fine
         matrix = sparse.csr_matrix(fine, dtype=np.float32)
         matrix.sum_duplicates()
         matrix.sort_indices()
-        if matrix.shape != (self.geometry.angles * self.geometry.detector, self.geometry.size**2):
+        rows = self.geometry.angles * self.geometry.detector
+        if matrix.shape != (rows, self.geometry.size**2 * n**2):
             msg = f"ASTRA's matrix has shape {matrix.shape} for {self.geometry!r}"
             raise PhysicsError(msg)
         return matrix
@@ -200,8 +212,9 @@ class Projector:
     # -- projection ---------------------------------------------------------------------
 
     def forward(self, images: np.ndarray) -> np.ndarray:
-        """Sinograms of one image (H, W) → (A, D) or a batch (B, H, W) → (B, A, D)."""
-        batch, single = self._as_batch(images, self.geometry.image_shape, "images")
+        """Sinograms of one image (H, W) → (A, D) or a batch (B, H, W) → (B, A, D); with
+        ``oversample`` n > 1, images rendered n× finer, (nH, nW)."""
+        batch, single = self._as_batch(images, self.geometry.rendered_shape, "images")
         if self.backend == "matrix":
             sinograms = self._product(batch, self.geometry.sinogram_shape, transpose=False)
         else:
@@ -215,8 +228,8 @@ class Projector:
         memory, its pixels × channels being the columns of one product, and adds straight
         into the output: no transposed copy either way."""
         cube = np.asarray(cube, dtype=np.float32)
-        if cube.ndim != 3 or cube.shape[:2] != self.geometry.image_shape:
-            msg = f"a cube must have shape (*{self.geometry.image_shape}, C), got {cube.shape}"
+        if cube.ndim != 3 or cube.shape[:2] != self.geometry.rendered_shape:
+            msg = f"a cube must have shape (*{self.geometry.rendered_shape}, C), got {cube.shape}"
             raise PhysicsError(msg)
         channels = cube.shape[2]
         shape = (*self.geometry.sinogram_shape, channels)
@@ -235,8 +248,6 @@ class Projector:
     def _forward_astra(self, image: np.ndarray) -> np.ndarray:
         astra = _astra()
         n = self.geometry.oversample
-        if n > 1:
-            image = np.repeat(np.repeat(image, n, axis=0), n, axis=1)
         sinogram_id, sinogram = astra.create_sino(image, self._astra_projector())
         astra.data2d.delete(sinogram_id)
         if n > 1:
@@ -249,7 +260,7 @@ class Projector:
         (B, H, W), float32."""
         sinograms, single = self._as_batch(sinograms, self.geometry.sinogram_shape, "sinograms")
         if self.backend == "matrix":
-            images = self._product(sinograms, self.geometry.image_shape, transpose=True)
+            images = self._product(sinograms, self.geometry.rendered_shape, transpose=True)
         else:
             self._require_plain_grid("backprojection")
             astra = _astra()

@@ -47,9 +47,13 @@ def sample_shapes(source) -> dict[str, tuple[int, ...]]:
     return getattr(_module(source), "sample_shapes", lambda source: {})(source)
 
 
-def sampler(source, split: str) -> Draw:
-    """The function ``draw(index, rng)`` that makes sample ``index`` of ``split``."""
-    return _module(source).sampler(source, split)
+def sampler(source, split: str, oversample: int = 1) -> Draw:
+    """The function ``draw(index, rng)`` that makes sample ``index`` of ``split``; with
+    ``oversample`` k > 1 (sources that render finer than their pixels), an image k× finer
+    whose area average over k × k blocks is the ground truth."""
+    if oversample == 1:
+        return _module(source).sampler(source, split)
+    return _module(source).sampler(source, split, oversample)
 
 
 def _module(source):

@@ -16,18 +16,20 @@ import numpy as np
 from tomobench.xrd import phase_maps
 
 
-def sampler(source, split: str):
+def sampler(source, split: str, oversample: int = 1):
     """Bodies depend neither on the split nor on the index: only on the sample's generator."""
     del split
-    return lambda index, rng: draw(source, rng)
+    return lambda index, rng: draw(source, rng, oversample=oversample)
 
 
-def draw(source, rng: np.random.Generator) -> np.ndarray:
-    """One image of the ``particles`` source: float32, size × size, values in [0, 1]."""
+def draw(source, rng: np.random.Generator, *, oversample: int = 1) -> np.ndarray:
+    """One image of the ``particles`` source: float32, (size·oversample)², values in [0, 1].
+    With ``oversample`` k > 1 the bodies are rendered k× finer (their edges soft over one
+    fine pixel); the area average over k × k blocks is the ground truth."""
     contrasts = np.asarray(source.contrasts, dtype=np.float64)
     maps = phase_maps(
         "particles",
-        source.size,
+        source.size * oversample,
         len(contrasts),
         rng,
         particle_count=tuple(source.particles),

@@ -22,62 +22,115 @@ from tomobench.physics.noise import counting
 _LEVELS = 254  # random_shapes draws uint8 values below its background of 255
 
 
-def sampler(source, split: str):
+def sampler(source, split: str, oversample: int = 1):
     """Shapes do not depend on the split or the index: only on the sample's generator."""
     del split
-    return lambda index, rng: draw(source, rng)
+    return lambda index, rng: draw(source, rng, oversample=oversample)
 
 
-def draw(source, rng: np.random.Generator) -> np.ndarray:
-    """One image of the ``shapes`` source: float32, size × size, values in [0, 1].
+def draw(source, rng: np.random.Generator, *, oversample: int = 1) -> np.ndarray:
+    """One image of the ``shapes`` source: float32, (size·oversample)², whose area average
+    over blocks of oversample × oversample pixels is the ground truth, in [0, 1].
 
-    Steps, each only if the source asks for it: shapes on a zero background (values drawn
-    uniformly in ``intensity``; the ``skimage`` generator quantises them to 1/254), a circular
-    field-of-view mask, Poisson noise on the image, Gaussian smoothing, and division by
-    the maximum. Values are clipped to [0, 1] at the end.
+    Steps, each only if the source asks for it: shapes on the ``background`` (values drawn
+    uniformly in ``intensity``; the ``skimage`` generator quantises them to 1/254), a
+    circular mask, Poisson noise on the image, Gaussian smoothing, and division by the
+    maximum, at the end (``normalize: true``) or after every step (``each-step``, as the
+    2020 generator). Values are clipped to [0, 1] at the end, unless normalised.
+
+    With ``oversample`` k > 1 the image is rendered k× finer: shape sizes, the mask and the
+    smoothing scale by k, so edges fall between the pixels of the ground truth; image noise
+    draws k² times fewer counts per fine pixel, so that the ground truth's pixel (the sum
+    of k² Poisson draws) has the statistics of one pixel drawn at ``image_noise_counts``;
+    maxima and the clip to [0, 1] are those of the ground truth (the area average), never of
+    the fine image, so that the ground truth stays its area average.
     """
+    k = oversample
+    size = source.size * k
     if source.generator == "fast":
-        image = _fast_shapes(source, rng)
+        image = _fast_shapes(source, rng, k)
     else:
-        image = _skimage_shapes(source, rng)
+        image = _skimage_shapes(source, rng, k)
+    every_step = source.normalize == "each-step"
+    if every_step:
+        image = _normalised(image, k)
     if source.circular_mask:
-        image = image * circular_mask(source.size)
+        radius = source.size / 2 if source.mask_radius is None else source.mask_radius
+        centre = (source.size - 1) / 2 if source.mask_center == "axis" else source.size // 2
+        image = image * circular_mask(size, radius=radius * k, centre=(centre + 0.5) * k - 0.5)
+        if every_step:
+            image = _normalised(image, k)
     if source.image_noise_counts is not None:
-        image = counting(image, counts=source.image_noise_counts, rng=rng)
+        image = counting(image, counts=source.image_noise_counts / k**2, rng=rng)
+        if every_step:
+            image = _normalised(image, k)
     if source.smooth_sigma > 0:
         from scipy.ndimage import gaussian_filter  # slow to import; most recipes never smooth
 
-        image = gaussian_filter(image, source.smooth_sigma)
+        reach = int(4 * source.smooth_sigma + 0.5)  # scipy's kernel radius at one pixel a pixel
+        image = gaussian_filter(image, source.smooth_sigma * k, radius=reach * k)
+        if every_step:
+            image = _normalised(image, k)
+    image = np.maximum(image, 0.0)
     if source.normalize:
-        peak = image.max()
-        if peak > 0:
-            image = image / peak
-    return np.clip(image, 0.0, 1.0).astype(np.float32)
+        image = _normalised(image, k)
+    else:
+        image = _clipped(image, k)
+    return image.astype(np.float32)
 
 
-def _skimage_shapes(source, rng: np.random.Generator) -> np.ndarray:
+def area_average(image: np.ndarray, factor: int) -> np.ndarray:
+    """Means of ``factor`` × ``factor`` blocks of the last two axes of ``image`` (float64)."""
+    if factor == 1:
+        return np.asarray(image, dtype=np.float64)
+    *lead, rows, cols = image.shape
+    blocks = np.asarray(image, dtype=np.float64).reshape(
+        *lead, rows // factor, factor, cols // factor, factor
+    )
+    return blocks.mean(axis=(-3, -1))
+
+
+def _clipped(image: np.ndarray, factor: int) -> np.ndarray:
+    """``image`` (non-negative) scaled down in each block whose area average exceeds 1, to
+    an average of 1: the ground truth clipped to [0, 1], still the area average of the
+    rendered image (at factor 1, ``np.clip(image, 0, 1)``)."""
+    average = area_average(image, factor)
+    if average.max() <= 1.0:
+        return image
+    scale = np.where(average > 1.0, 1.0 / np.maximum(average, 1.0), 1.0)
+    return image * np.repeat(np.repeat(scale, factor, axis=0), factor, axis=1)
+
+
+def _normalised(image: np.ndarray, factor: int) -> np.ndarray:
+    """``image`` divided by the maximum of its area average (left as it is if that is 0)."""
+    peak = area_average(image, factor).max()
+    return image / peak if peak > 0 else image
+
+
+def _skimage_shapes(source, rng: np.random.Generator, k: int = 1) -> np.ndarray:
     low, high = source.intensity
     drawn, _ = random_shapes(
-        (source.size, source.size),
+        (source.size * k, source.size * k),
         max_shapes=source.max_shapes,
         min_shapes=source.min_shapes,
-        min_size=source.min_shape_size,
-        max_size=source.largest_shape,
+        min_size=source.min_shape_size * k,
+        max_size=source.largest_shape * k,
         shape=source.shape,
         intensity_range=(round(low * _LEVELS), round(high * _LEVELS)),
         allow_overlap=source.allow_overlap,
         channel_axis=None,
         rng=rng,
     )
-    return np.where(drawn == 255, 0.0, drawn / _LEVELS)
+    return np.where(drawn == 255, source.background, drawn / _LEVELS)
 
 
 _FAMILIES = ("rectangle", "circle", "triangle", "ellipse")
 
 
-def _fast_shapes(source, rng: np.random.Generator) -> np.ndarray:
-    size, low_size, high_size = source.size, source.min_shape_size, source.largest_shape
-    image = np.zeros((size, size))
+def _fast_shapes(source, rng: np.random.Generator, k: int = 1) -> np.ndarray:
+    size = source.size * k
+    low_size, high_size = source.min_shape_size * k, source.largest_shape * k
+    image = np.full((size, size), source.background)
     count = int(rng.integers(source.min_shapes, source.max_shapes + 1))
     for _ in range(count):
         family = source.shape or _FAMILIES[int(rng.integers(4))]
@@ -130,8 +183,13 @@ def _fill(image, family, radii, angle, value, rng) -> None:
     image[top : top + box[0], left : left + box[1]][inside] = value
 
 
-def circular_mask(size: int) -> np.ndarray:
-    """True inside the circle inscribed in a size × size image (centre at (size-1)/2)."""
-    centre = (size - 1) / 2
+def circular_mask(
+    size: int, *, radius: float | None = None, centre: float | None = None
+) -> np.ndarray:
+    """True where a pixel centre of a size × size image lies at most ``radius`` (default
+    size/2: the inscribed circle) from (``centre``, ``centre``) (default (size-1)/2, the
+    rotation axis)."""
+    centre = (size - 1) / 2 if centre is None else centre
+    radius = size / 2 if radius is None else radius
     rows, cols = np.ogrid[:size, :size]
-    return (rows - centre) ** 2 + (cols - centre) ** 2 <= (size / 2) ** 2
+    return (rows - centre) ** 2 + (cols - centre) ** 2 <= radius**2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -107,6 +108,20 @@ class Library:
     def recipe_sha256(self) -> str:
         return self.attrs["recipe_sha256"]
 
+    def backend(self, split: str) -> str | None:
+        """The projector backend that made the sinograms of ``split`` (format 2: the
+        ``backend`` attribute maps each split to its own; format 1: one for every split)."""
+        return split_backends(self.attrs.get("backend")).get(split)
+
+    def identity(self, split: str) -> dict:
+        """What makes the bytes of ``split``: the recipe's sha256, the projector backend that
+        made its sinograms and the format version (which changes whenever what a recipe
+        means changes), and ``sha256``, a digest of the three. Two splits of one identity
+        hold the same bytes; scores are compared only within one identity."""
+        return identity(
+            self.recipe_sha256, self.backend(split), int(self.attrs["tomobench_format"])
+        )
+
     @property
     def complete(self) -> bool:
         return bool(self.attrs.get("complete")) and not self.path.name.endswith(PARTIAL_SUFFIX)
@@ -173,6 +188,31 @@ class Library:
 
     def nbytes_on_disk(self) -> int:
         return self.store.nbytes_on_disk()
+
+
+def split_backends(attribute) -> dict[str, str]:
+    """The ``backend`` attribute of a library as a mapping split → backend: JSON text of
+    that mapping (format 2), or one backend's name for every split (format 1)."""
+    if not isinstance(attribute, str):
+        return {}
+    if attribute.startswith("{"):
+        try:
+            mapping = json.loads(attribute)
+        except ValueError:
+            return {}
+        return {str(k): str(v) for k, v in mapping.items()} if isinstance(mapping, dict) else {}
+    return dict.fromkeys(SPLITS, attribute)
+
+
+def identity(recipe_sha256: str, backend: str | None, tomobench_format: int) -> dict:
+    """The identity of a split (see :meth:`Library.identity`)."""
+    parts = {
+        "recipe_sha256": recipe_sha256,
+        "backend": backend,
+        "tomobench_format": tomobench_format,
+    }
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    return {**parts, "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 def is_library(path: str | Path) -> bool:
