@@ -142,3 +142,94 @@ def test_fbp_on_a_clean_128_pixel_library_scores_above_25_db(tmp_path):
         images = library["test/images"][...]
         scores = psnr(images, baselines.run("fbp", library))
     assert scores.mean() > 25
+
+
+# -- hyperspectral: the air background is removed before reconstructing ----------------------
+
+AIR = {
+    "name": "air-xrdct",
+    "task": "hyperspectral",
+    "seed": 7,
+    "source": {"kind": "xrdct", "size": 16, "phases": ["gamma-Al2O3", "Ni", "CeO2"],
+               "channels": 24, "two_theta": [2.0, 8.0], "instrument_fwhm_deg": 0.8},
+    "geometry": {"angles": 24, "detector": 28, "backend": "matrix"},
+    "noise": [{"kind": "air", "level": 0.1}],
+    "splits": {"test": 3},
+    "output": {"chunk": 3},
+}  # fmt: skip
+
+
+def air_recipe(**changes):
+    from tomobench.recipe import parse_recipe
+
+    return parse_recipe({**AIR, **changes})
+
+
+def hump(two_theta, centre, fwhm):
+    sigma = fwhm / (2 * np.sqrt(2 * np.log(2)))
+    return np.exp(-0.5 * ((two_theta - centre) / sigma) ** 2)
+
+
+def test_hyperspectral_fbp_subtracts_the_air_hump_the_build_added(tmp_path):
+    from tomobench.build import build, make_chunk
+    from tomobench.metrics import psnr
+    from tomobench.physics.geometry import air_pixels, from_recipe
+
+    recipe = air_recipe()
+    air = air_pixels(recipe)
+    assert air.sum() == 8  # |offset| > 8 + 1 + 1/2: four pixels at each end of 28
+    clean = make_chunk(air_recipe(noise=[]), "test", 0, 3, backend="matrix")["sinograms"]
+    assert not clean[:, :, air].any()  # the air pixels see nothing of the sample
+    # the build's air scatter: level × each sinogram's peak × a Gaussian in 2θ centred 10 %
+    # into the range, its FWHM half the range
+    shape = hump(np.linspace(2.0, 8.0, 24), 2.6, 3.0)
+    expected = 0.1 * clean.max(axis=(1, 2, 3))[:, None] * shape  # (3, C)
+
+    with open_library(build(recipe, tmp_path / "air.h5")) as library:
+        raw = library["test/sinograms"][...]
+        truth = library["test/images"][...]
+        corrected = baselines.run("fbp", library)
+        one = baselines.run("sirt", library, indices=[2], iterations=10)
+    geometry = from_recipe(recipe)
+    subtracted = (raw - expected[:, None, None, :]).astype(np.float32)
+    for index in range(3):
+        channels = np.moveaxis(subtracted[index], -1, 0)
+        by_hand = np.moveaxis(baselines.fbp(channels, geometry), 0, -1)
+        np.testing.assert_allclose(corrected[index], by_hand, rtol=0, atol=1e-5)
+    by_hand = baselines.sirt(np.moveaxis(subtracted[2], -1, 0), geometry, iterations=10)
+    np.testing.assert_allclose(one[0], np.moveaxis(by_hand, 0, -1), rtol=0, atol=1e-5)
+
+    without = np.stack(
+        [np.moveaxis(baselines.fbp(np.moveaxis(s, -1, 0), geometry), 0, -1) for s in raw]
+    )
+    after = psnr(truth, np.clip(corrected, 0, 1))
+    before = psnr(truth, np.clip(without, 0, 1))
+    assert np.all(after > before + 0.2)
+    for index in range(3):  # the estimate itself: the hump, to float32 rounding
+        background = baselines.air_background(raw[index], air)
+        np.testing.assert_allclose(background, expected[index], rtol=1e-5, atol=1e-7)
+
+
+def test_hyperspectral_baselines_refuse_air_scatter_without_air_pixels(tmp_path):
+    from tomobench.build import build
+    from tomobench.errors import StoreError
+
+    narrow = air_recipe(name="narrow-xrdct", geometry={"angles": 24, "backend": "matrix"})
+    with open_library(build(narrow, tmp_path / "narrow.h5")) as library:
+        with pytest.raises(StoreError) as caught:
+            baselines.run("fbp", library)
+    message = str(caught.value)
+    assert "narrow-xrdct" in message and "no air pixels to estimate the background" in message
+    assert "\n" not in message
+
+    # without air scatter there is nothing to subtract: the sinograms go in as they are
+    clean = air_recipe(name="clean-xrdct", geometry={"angles": 24, "backend": "matrix"},
+                       noise=[{"kind": "counting", "counts": 100}])  # fmt: skip
+    with open_library(build(clean, tmp_path / "clean.h5")) as library:
+        raw = library["test/sinograms"][...]
+        images = baselines.run("fbp", library)
+    from tomobench.physics.geometry import from_recipe
+
+    for index in range(3):
+        alone = baselines.fbp(np.moveaxis(raw[index], -1, 0), from_recipe(clean))
+        np.testing.assert_array_equal(images[index], np.moveaxis(alone, 0, -1))

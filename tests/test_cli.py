@@ -48,7 +48,7 @@ def test_build_then_info(tmp_path):
     assert "built" in result.output
     result = runner.invoke(app, ["info", str(tmp_path / "t.zarr")])
     assert result.exit_code == 0
-    for words in ("tiny-test", "complete", "sinograms", "12 × 24 × 32", "images_x4", "3/3"):
+    for words in ("tiny-test", "complete", "sinograms", "12 × 24 × 34", "images_x4", "3/3"):
         assert words in result.output
 
 
@@ -157,6 +157,8 @@ def test_usage_errors_are_one_line_and_exit_2(args, words):
 
 
 def test_baseline_score_and_leaderboard(tmp_path, tiny_library):
+    import numpy as np
+
     submission = tmp_path / "sirt.h5"
     result = runner.invoke(
         app, ["baseline", "sirt", str(tiny_library), "--out", str(submission),
@@ -175,10 +177,14 @@ def test_baseline_score_and_leaderboard(tmp_path, tiny_library):
     )
     assert result.exit_code == 0, result.output
     assert "FBP baseline" in result.output and "psnr" in result.output
-    assert json.loads(report.read_text())["n"] == 9
+    written = json.loads(report.read_text())
+    assert written["n"] == 9
+    short = written["identity"]["sha256"][:12]
+    assert f"identity {short}: matrix" in " ".join(result.output.split())
     entries = list((board / "entries").glob("*.json"))
     assert len(entries) == 1
     entry = json.loads(entries[0].read_text())
+    assert entry["identity"] == written["identity"]
     assert entry["method"] == "SIRT 20" and entry["reproduce"][0].startswith("tomobench baseline")
     assert entry["reproduce"][-1].startswith("tomobench score")
     assert "SIRT 20" in (board / "README.md").read_text()
@@ -189,6 +195,7 @@ def test_baseline_score_and_leaderboard(tmp_path, tiny_library):
     # another submission under the same method: refused, then replaced with --overwrite
     fbp = tmp_path / "fbp.npy"
     assert tomobench("baseline", "fbp", tiny_library, "--out", fbp).returncode == 0
+    assert np.load(fbp).min() < 0  # written as reconstructed: score clips, baseline does not
     again = ["score", fbp, tiny_library, "--leaderboard", board, "--method", "SIRT 20",
              "--who", "tests"]
     assert_one_line_error(tomobench(*again), "already holds an entry for 'SIRT 20'",

@@ -1,9 +1,11 @@
 import datetime
+import hashlib
 import json
 import math
 import re
 import shutil
 
+import h5py
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from tomobench.leaderboard import (
     Entry,
     LeaderboardError,
     add_to_leaderboard,
+    check_identity,
     check_readme,
     entry_from_report,
     entry_path,
@@ -29,7 +32,36 @@ SHA_B = "b" * 64
 DAY = datetime.date(2024, 5, 1)
 
 
-def fake_report(*, psnr, ssim=None, library="lib-a", sha=SHA_A, split="test", lower=False):
+def make_identity(sha=SHA_A, backend="matrix", tomobench_format=1):
+    """A split's identity, its digest computed here by hand (sha256 of the canonical JSON of
+    the three parts: sorted keys, compact)."""
+    parts = {"recipe_sha256": sha, "backend": backend, "tomobench_format": tomobench_format}
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    return {**parts, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def library_identity(path, split="test"):
+    """The identity of a library's split, read by hand from its attributes with h5py."""
+    with h5py.File(path, "r") as file:
+        backend = file.attrs["backend"]
+        if backend.startswith("{"):  # format 2: one backend per split
+            backend = json.loads(backend)[split]
+        return make_identity(
+            file.attrs["recipe_sha256"], backend, int(file.attrs["tomobench_format"])
+        )
+
+
+def fake_report(
+    *,
+    psnr,
+    ssim=None,
+    library="lib-a",
+    sha=SHA_A,
+    split="test",
+    lower=False,
+    backend="matrix",
+    tomobench_format=1,
+):
     """A report with chosen per-sample scores (``lower``: one lower-is-better metric, mse)."""
     if lower:
         scores, better, units = {"mse": np.asarray(psnr, float)}, {"mse": False}, {"mse": ""}
@@ -49,6 +81,7 @@ def fake_report(*, psnr, ssim=None, library="lib-a", sha=SHA_A, split="test", lo
         scores=scores,
         higher_is_better=better,
         units=units,
+        identity=make_identity(sha, backend, tomobench_format),
     )
 
 
@@ -92,10 +125,11 @@ def test_entry_holds_the_report_summary_and_round_trips(tmp_path):
     assert load_entries(tmp_path) == [entry]
     data = json.loads(path.read_text())
     assert set(data) == {
-        "method", "who", "date", "library", "recipe_sha256", "split", "n", "metrics",
-        "tomobench_version", "reproduce",
+        "method", "who", "date", "library", "recipe_sha256", "identity", "split", "n",
+        "metrics", "tomobench_version", "reproduce",
     }  # fmt: skip
     assert data["date"] == entry.date.isoformat() and data["reproduce"] == ["a", "b"]
+    assert data["identity"] == make_identity(SHA_A, "matrix", 1)
 
 
 def test_infinite_scores_survive_the_entry_file(tmp_path):
@@ -134,10 +168,11 @@ def test_render_has_one_table_per_library_recipe_and_split(tmp_path):
     add(tmp_path, "m", fake_report(psnr=[20, 21], split="val"))
     add(tmp_path, "m", fake_report(psnr=[20, 21, 22], library="a-lib", sha=SHA_B))
     headings = [line for line in render(tmp_path).splitlines() if line.startswith("## ")]
+    a, b = make_identity(SHA_A)["sha256"][:12], make_identity(SHA_B)["sha256"][:12]
     assert headings == [
-        "## a-lib · split test · recipe bbbbbbbbbbbb",
-        "## lib-a · split val · recipe aaaaaaaaaaaa",
-        "## lib-a · split test · recipe aaaaaaaaaaaa",
+        f"## a-lib · split test · recipe bbbbbbbbbbbb · backend matrix · format 1 · identity {b}",
+        f"## lib-a · split val · recipe aaaaaaaaaaaa · backend matrix · format 1 · identity {a}",
+        f"## lib-a · split test · recipe aaaaaaaaaaaa · backend matrix · format 1 · identity {a}",
     ]
     assert "n = 3 samples" in render(tmp_path)
 
@@ -218,11 +253,27 @@ def test_score_refuses_before_computing_on_a_library_the_leaderboard_disowns(
     with pytest.raises(LeaderboardError, match="tiny-test"):
         score(tmp_path / "absent.npy", tiny_library, leaderboard=board)
 
+    # the same recipe and split made by another backend: another identity, refused too
+    ours = library_identity(tiny_library)
+    assert ours["backend"] == "matrix"
+    version = ours["tomobench_format"]
+    theirs = make_identity(ours["recipe_sha256"], "astra-cuda", version)
+    other = tmp_path / "other"
+    add(other, "fbp", fake_report(psnr=[20, 21], library="tiny-test", sha=ours["recipe_sha256"],
+                                  backend="astra-cuda", tomobench_format=version))  # fmt: skip
+    with pytest.raises(LeaderboardError) as caught:
+        score(tmp_path / "absent.npy", tiny_library, leaderboard=other)
+    message = str(caught.value)
+    assert f"{theirs['sha256'][:12]} (astra-cuda, format {version})" in message
+    assert f"{ours['sha256'][:12]} (matrix, format {version})" in message
+    assert "\n" not in message
+
     fresh = tmp_path / "fresh"
     report = score(submission, tiny_library, leaderboard=fresh)
     path = add(fresh, "ground truth", report)
     (entry,) = load_entries(fresh)
     assert entry.recipe_sha256 == make_recipe().sha256() and entry.n == 9
+    assert entry.identity.model_dump() == ours
     assert entry.metrics["psnr"].mean == math.inf and entry.metrics["ssim"].mean == 1.0
     assert path.name == "tiny-test--test--ground-truth.json" and check_readme(fresh)
 
@@ -236,6 +287,18 @@ BROKEN = {
         "field 'metrics.psnr.mean': Input should be a valid number",
     ),
     "bad hash": ({"recipe_sha256": "abc"}, "field 'recipe_sha256'"),
+    "identity of another recipe": (
+        {"identity": make_identity(SHA_B)},
+        "identity.recipe_sha256 bbbbbbbbbbbb… is not the entry's recipe_sha256 aaaaaaaaaaaa…",
+    ),
+    "identity with a wrong digest": (
+        {"identity": {**make_identity(SHA_A), "backend": "astra-cpu"}},
+        "field 'identity': Value error, sha256",
+    ),
+    "identity without a backend": (
+        {"identity": {k: v for k, v in make_identity().items() if k != "backend"}},
+        "missing field 'identity.backend'",
+    ),
     "bad date": ({"date": "01/05/2024"}, "field 'date'"),
     "bad split": ({"split": "dev"}, "split must be one of train, val, test"),
     "no commands": ({"reproduce": []}, "field 'reproduce'"),
@@ -263,6 +326,57 @@ def test_a_malformed_entry_names_its_file_and_field(tmp_path, case):
             action(tmp_path)
         assert str(caught.value).startswith(f"{path}: ")
         assert words in str(caught.value)
+
+
+def test_an_entry_without_identity_is_refused_as_predating_identities(tmp_path):
+    path = add(tmp_path, "fbp", fake_report(psnr=[20, 21]))
+    data = json.loads(path.read_text())
+    del data["identity"]
+    path.write_text(json.dumps(data))
+    for action in (load_entries, render, check_readme):
+        with pytest.raises(LeaderboardError) as caught:
+            action(tmp_path)
+        message = str(caught.value)
+        assert message.startswith(f"{path}: the entry predates library identities")
+        assert "re-make it" in message and "\n" not in message
+    with pytest.raises(LeaderboardError, match="predates library identities"):
+        add(tmp_path, "sirt", fake_report(psnr=[22, 23]))
+
+
+def test_two_identities_differing_only_by_backend_are_refused_together_and_rendered_apart(
+    tmp_path,
+):
+    cpu, gpu = make_identity(SHA_A, "matrix"), make_identity(SHA_A, "astra-cuda")
+    assert cpu["sha256"] != gpu["sha256"]
+    add(tmp_path, "fbp", fake_report(psnr=[20, 21]))
+    readme = (tmp_path / "README.md").read_text()
+    on_gpu = fake_report(psnr=[30, 31], backend="astra-cuda")
+    with pytest.raises(LeaderboardError) as caught:
+        add(tmp_path, "sirt", on_gpu)
+    message = str(caught.value)
+    assert "\n" not in message and "lib-a--test--fbp.json" in message
+    assert f"{cpu['sha256'][:12]} (matrix, format 1)" in message
+    assert f"{gpu['sha256'][:12]} (astra-cuda, format 1)" in message
+    assert [entry.method for entry in load_entries(tmp_path)] == ["fbp"]
+    assert (tmp_path / "README.md").read_text() == readme
+    with pytest.raises(LeaderboardError, match="astra-cuda"):
+        check_identity(tmp_path, "lib-a", "test", gpu)
+    check_identity(tmp_path, "lib-a", "val", gpu)  # another split: nothing to rank it with
+    check_identity(tmp_path, "lib-b", "test", gpu)  # another library
+
+    # entries that reach the folder anyway (written by hand) are never ranked together
+    write_entry(tmp_path, entry_from_report(on_gpu, method="sirt", who="bo", reproduce=["x"]))
+    markdown = render(tmp_path)
+    headings = [line for line in markdown.splitlines() if line.startswith("## ")]
+    assert headings == [
+        f"## lib-a · split test · recipe aaaaaaaaaaaa · backend {backend} · format 1 · "
+        f"identity {identity['sha256'][:12]}"
+        for backend, identity in (("astra-cuda", gpu), ("matrix", cpu))
+    ]
+    (gpu_row,) = table_rows(markdown, headings[0])
+    (cpu_row,) = table_rows(markdown, headings[1])
+    assert (gpu_row[0], gpu_row[1].split("]")[0], gpu_row[2]) == ("1", "[sirt", "30.50 ± 0.50")
+    assert (cpu_row[0], cpu_row[1].split("]")[0], cpu_row[2]) == ("1", "[fbp", "20.50 ± 0.50")
 
 
 def test_entry_needs_method_who_and_commands():
@@ -302,7 +416,10 @@ def test_published_leaderboard_is_rendered_from_its_entries():
 
     hashes = {load_recipe(path).name: load_recipe(path).sha256()
               for path in published_recipes().values()}
+    from tomobench.store.format import FORMAT_VERSION
+
     for entry in entries:
         assert entry.recipe_sha256 == hashes[entry.library], f"{entry.method}: recipe changed"
+        assert entry.identity.tomobench_format == FORMAT_VERSION, f"{entry.method}: format"
         assert entry.reproduce[0].startswith("tomobench build")
         assert any(command.startswith("tomobench score") for command in entry.reproduce)

@@ -122,35 +122,69 @@ def test_single_image_gives_scalar():
     assert float(got_ssim) == pytest.approx(skimage_ssim(reference[0], test[0]), abs=ATOL)
 
 
-def test_hyperspectral_is_mean_over_channels():
-    channels = 3
-    reference, test = smooth_and_noisy(4, 32, 32, seed=11, channels=channels)
-    got_psnr = psnr(reference, test)
-    got_ssim = ssim(reference, test)
-    assert got_psnr.shape == (4,)
-    assert got_ssim.shape == (4,)
-    for i in range(4):
-        per_channel_psnr = [
-            skimage_psnr(reference[i, ..., c], test[i, ..., c]) for c in range(channels)
-        ]
-        per_channel_ssim = [
-            skimage_ssim(reference[i, ..., c], test[i, ..., c]) for c in range(channels)
-        ]
-        assert got_psnr[i] == pytest.approx(np.mean(per_channel_psnr), abs=ATOL)
-        assert got_ssim[i] == pytest.approx(np.mean(per_channel_ssim), abs=ATOL)
-        # skimage's own channel handling averages the same way for SSIM.
-        assert got_ssim[i] == pytest.approx(
-            structural_similarity(
-                reference[i],
-                test[i],
-                gaussian_weights=True,
-                sigma=1.5,
-                use_sample_covariance=False,
-                data_range=1,
-                channel_axis=-1,
-            ),
-            abs=ATOL,
-        )
+def spectral_cubes(n: int = 3, size: int = 24, channels: int = 12, *, seed: int = 11):
+    """Cubes whose channels differ in energy as XRD-CT's do: a few carry the signal (peaks),
+    most are nearly empty; and copies with counting-like noise (its spread grows with the
+    signal), clipped to [0, 1]."""
+    rng = np.random.default_rng(seed)
+    maps = gaussian_filter(rng.random((n, size, size, 1)), (0, 2, 2, 0))
+    maps = (maps - maps.min()) / np.ptp(maps)
+    heights = np.full(channels, 0.01)
+    heights[[1, channels // 2, channels // 2 + 1]] = [1.0, 0.6, 0.3]  # the peak channels
+    reference = maps * heights
+    spread = 0.05 * np.sqrt(reference)
+    test = np.clip(reference + spread * rng.standard_normal(reference.shape), 0.0, 1.0)
+    return reference, test
+
+
+def test_hyperspectral_psnr_is_one_mse_over_the_whole_cube():
+    reference, test = spectral_cubes()
+    got = psnr(reference, test)
+    assert got.shape == (3,)
+    for i in range(3):
+        by_hand = 10 * np.log10(1.0 / np.mean((reference[i] - test[i]) ** 2))
+        assert got[i] == pytest.approx(by_hand, rel=1e-12)
+        assert got[i] == pytest.approx(skimage_psnr(reference[i], test[i]), rel=1e-12)
+        # not the mean of the channels' dB values, which the near-empty channels inflate
+        channel_mean = np.mean([skimage_psnr(reference[i, ..., c], test[i, ..., c])
+                                for c in range(12)])  # fmt: skip
+        assert abs(got[i] - channel_mean) > 0.5
+
+
+def test_hyperspectral_ssim_is_weighted_by_channel_energy():
+    reference, test = spectral_cubes()
+    got = ssim(reference, test)
+    assert got.shape == (3,)
+    for i in range(3):
+        values = [skimage_ssim(reference[i, ..., c], test[i, ..., c]) for c in range(12)]
+        energy = [np.sum(reference[i, ..., c] ** 2) for c in range(12)]
+        weighted = sum(v * e for v, e in zip(values, energy)) / sum(energy)
+        assert got[i] == pytest.approx(weighted, abs=1e-12)
+        assert abs(got[i] - np.mean(values)) > 0.02  # the plain mean is another score
+    weights = metrics.channel_weights(reference)
+    assert weights.shape == (3, 12)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    # a cube whose reference is all zero has no energy: its channels weigh alike
+    zero = np.zeros_like(reference[:1])
+    noisy = np.clip(zero + 0.2 * np.random.default_rng(2).random(zero.shape), 0, 1)
+    values = [skimage_ssim(zero[0, ..., c], noisy[0, ..., c]) for c in range(12)]
+    assert ssim(zero, noisy)[0] == pytest.approx(np.mean(values), abs=1e-12)
+    np.testing.assert_array_equal(metrics.channel_weights(zero), np.full((1, 12), 1 / 12))
+
+
+def test_per_channel_scores_equal_skimage_per_channel():
+    reference, test = spectral_cubes(n=2, channels=5, seed=4)
+    got_psnr = psnr(reference, test, per_channel=True)
+    got_ssim = ssim(reference, test, per_channel=True)
+    assert got_psnr.shape == got_ssim.shape == (2, 5)
+    for i in range(2):
+        for c in range(5):
+            pair = reference[i, ..., c], test[i, ..., c]
+            assert got_psnr[i, c] == pytest.approx(skimage_psnr(*pair), rel=1e-12)
+            assert got_ssim[i, c] == pytest.approx(skimage_ssim(*pair), abs=1e-12)
+    for function in (psnr, ssim):
+        with pytest.raises(ValueError, match=r"per_channel needs a hyperspectral stack"):
+            function(reference[..., 0], test[..., 0], per_channel=True)
 
 
 @pytest.mark.parametrize("name", ["psnr", "ssim"])

@@ -1,4 +1,5 @@
 import csv
+import hashlib
 import json
 import math
 import shutil
@@ -62,7 +63,9 @@ def test_perfect_submission_scores_inf_and_one(tmp_path, tiny_library, tiny_trut
 
 
 def test_known_error_scores_exactly_20_db(tmp_path, tiny_library, tiny_truth):
-    path = write_submission(tmp_path / "plus.h5", tiny_truth.astype(np.float64) + 0.1)
+    truth = tiny_truth.astype(np.float64)
+    off = np.where(truth <= 0.5, truth + 0.1, truth - 0.1)  # 0.1 off everywhere, in [0, 1]
+    path = write_submission(tmp_path / "plus.h5", off)
     report = score(path, tiny_library, baseline=None)
     np.testing.assert_allclose(report.scores["psnr"], 20.0, rtol=0, atol=1e-9)
     summary = report.summary()["psnr"]
@@ -77,6 +80,8 @@ def test_scores_equal_skimage_per_sample_for_submission_and_fbp(
     report = score(write_submission(tmp_path / "noisy.npy", submission), tiny_library)
     with open_library(tiny_library) as library:
         fbp = baselines.run("fbp", library, split="test")
+    # both are scored clipped to [0, 1]
+    submission, fbp = np.clip(submission, 0, 1), np.clip(fbp, 0, 1)
     for index in range(len(tiny_truth)):
         truth = tiny_truth[index].astype(np.float64)
         for scores, test in ((report.scores, submission), (report.baseline_scores, fbp)):
@@ -98,10 +103,25 @@ def test_report_states_library_conventions_and_statistics(tmp_path, tiny_library
     data = report.to_json()
     assert set(data) == {
         "report_format", "tomobench_version", "library", "library_path", "recipe_sha256",
-        "task", "split", "n", "submission", "baseline", "conventions", "metrics", "per_sample",
+        "identity", "task", "split", "n", "submission", "baseline", "conventions", "metrics",
+        "per_sample", "per_channel",
     }  # fmt: skip
+    assert data["report_format"] == 2
     assert data["library"] == "tiny-test"
     assert data["recipe_sha256"] == make_recipe().sha256()
+    assert data["per_channel"] is None  # a 2-D library
+    # the identity: what the library's attributes say, and the digest of the three
+    with h5py.File(tiny_library, "r") as file:
+        parts = {
+            "recipe_sha256": file.attrs["recipe_sha256"],
+            "backend": json.loads(file.attrs["backend"]).get("test")
+            if file.attrs["backend"].startswith("{")
+            else file.attrs["backend"],
+            "tomobench_format": int(file.attrs["tomobench_format"]),
+        }
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    assert data["identity"] == {**parts, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    assert data["identity"]["backend"] == "matrix"
     assert (data["split"], data["n"], data["task"]) == ("test", 9, "super-resolution")
     assert data["tomobench_version"] == __version__
     assert data["baseline"] == "fbp"
@@ -110,7 +130,8 @@ def test_report_states_library_conventions_and_statistics(tmp_path, tiny_library
     assert {k: conventions["ssim"][k] for k in ("sigma", "taps", "K1", "K2", "covariance")} == {
         "sigma": 1.5, "taps": 11, "K1": 0.01, "K2": 0.03, "covariance": "population"
     }  # fmt: skip
-    assert "per channel" in conventions["channels"]
+    assert "clipped to [0, 1]" in conventions["postprocessing"]
+    assert "H*W*C" in conventions["channels"] and "energy" in conventions["channels"]
     for name, metric in METRICS.items():
         entry = data["metrics"][name]
         assert entry["higher_is_better"] is metric.higher_is_better
@@ -143,6 +164,118 @@ def test_table_has_a_row_per_metric_and_statistic(tmp_path, tiny_library, tiny_t
     console.print(table)
     text = console.export_text()
     assert "inf" in text and "1.0000" in text and "tiny-test" in text
+    identity = report.identity
+    assert f"identity {identity['sha256'][:12]}… (matrix, format" in text
+    assert "clipped to [0, 1]" in text
+
+
+# -- one post-processing rule: every reconstruction clipped to [0, 1] ----------------------
+
+
+def test_a_submission_outside_the_data_range_scores_as_its_clipped_copy(
+    tmp_path, tiny_library, tiny_truth
+):
+    wild = (1.4 * noisy(tiny_truth, sigma=0.1) - 0.2).astype(np.float32)
+    assert wild.min() < -0.1 and wild.max() > 1.1
+    path = write_submission(tmp_path / "wild.npy", wild)
+    before = path.read_bytes()
+    report = score(path, tiny_library)
+    clipped = score(write_submission(tmp_path / "clipped.npy", np.clip(wild, 0, 1)), tiny_library)
+    for name in METRICS:
+        np.testing.assert_array_equal(report.scores[name], clipped.scores[name])
+    for index in range(len(tiny_truth)):
+        truth = tiny_truth[index].astype(np.float64)
+        test = np.clip(wild[index].astype(np.float64), 0, 1)
+        expected = peak_signal_noise_ratio(truth, test, data_range=1)
+        assert report.scores["psnr"][index] == pytest.approx(expected, rel=1e-12)
+        assert report.scores["ssim"][index] == pytest.approx(skimage_ssim(truth, test), abs=1e-12)
+    assert path.read_bytes() == before  # the submission file is never changed
+    assert "clipped to [0, 1]" in report.to_json()["conventions"]["postprocessing"]
+
+
+def test_the_fbp_column_is_the_clipped_fbp(tmp_path, tiny_library, tiny_truth):
+    report = score(write_submission(tmp_path / "s.npy", tiny_truth), tiny_library)
+    with open_library(tiny_library) as library:
+        fbp = baselines.run("fbp", library, split="test")
+    assert fbp.min() < 0  # the baseline itself stays as reconstructed
+    for index in range(len(tiny_truth)):
+        truth = tiny_truth[index].astype(np.float64)
+        test = np.clip(fbp[index].astype(np.float64), 0, 1)
+        expected = peak_signal_noise_ratio(truth, test, data_range=1)
+        assert report.baseline_scores["psnr"][index] == pytest.approx(expected, rel=1e-12)
+        expected = skimage_ssim(truth, test)
+        assert report.baseline_scores["ssim"][index] == pytest.approx(expected, abs=1e-12)
+
+
+# -- hyperspectral: one PSNR over the cube, SSIM weighted by channel energy ------------------
+
+SPECTRAL = {
+    "name": "score-xrdct",
+    "task": "hyperspectral",
+    "seed": 5,
+    "source": {"kind": "xrdct", "size": 16, "phases": ["gamma-Al2O3", "Ni", "CeO2"],
+               "channels": 24, "two_theta": [2.0, 8.0], "instrument_fwhm_deg": 0.8},
+    "geometry": {"angles": 20, "detector": 28, "backend": "matrix"},
+    "noise": [{"kind": "air", "level": 0.05}, {"kind": "counting", "counts": 200}],
+    "splits": {"test": 3},
+    "output": {"chunk": 3},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def spectral_library(tmp_path_factory):
+    from tomobench.build import build
+    from tomobench.recipe import parse_recipe
+
+    return build(parse_recipe(SPECTRAL), tmp_path_factory.mktemp("spectral") / "s.h5")
+
+
+def test_hyperspectral_report_scores_the_cube_and_keeps_a_per_channel_table(
+    tmp_path, spectral_library
+):
+    with h5py.File(spectral_library, "r") as file:
+        truth = file["test/images"][...].astype(np.float64)
+    submission = noisy(truth, sigma=0.02, seed=3)
+    report = score(write_submission(tmp_path / "s.npy", submission), spectral_library)
+    with open_library(spectral_library) as library:
+        fbp = baselines.run("fbp", library, split="test")
+    channels = truth.shape[-1]
+    for scores, test, per_channel in (
+        (report.scores, submission, report.channel_scores),
+        (report.baseline_scores, fbp, report.baseline_channel_scores),
+    ):
+        test = np.clip(test.astype(np.float64), 0, 1)
+        by_channel = {"psnr": np.empty((3, channels)), "ssim": np.empty((3, channels))}
+        for index in range(3):
+            cube, reference = test[index], truth[index]
+            expected = peak_signal_noise_ratio(reference, cube, data_range=1)
+            assert scores["psnr"][index] == pytest.approx(expected, rel=1e-12)
+            by_hand = 10 * np.log10(1 / np.mean((reference - cube) ** 2))
+            assert scores["psnr"][index] == pytest.approx(by_hand, rel=1e-12)
+            for c in range(channels):
+                pair = reference[..., c], cube[..., c]
+                by_channel["psnr"][index, c] = peak_signal_noise_ratio(*pair, data_range=1)
+                by_channel["ssim"][index, c] = skimage_ssim(*pair)
+            energy = np.sum(reference**2, axis=(0, 1))
+            weighted = np.sum(by_channel["ssim"][index] * energy) / np.sum(energy)
+            assert scores["ssim"][index] == pytest.approx(weighted, abs=1e-12)
+        for name in ("psnr", "ssim"):
+            assert per_channel[name].shape == (channels,)
+            np.testing.assert_allclose(
+                per_channel[name], by_channel[name].mean(axis=0), rtol=1e-12, atol=1e-12
+            )
+    data = report.to_json()
+    json.dumps(data, allow_nan=False)
+    assert data["per_channel"]["channels"] == channels
+    assert data["per_channel"]["submission"]["psnr"] == pytest.approx(
+        list(report.channel_scores["psnr"]), rel=1e-15
+    )
+    assert len(data["per_channel"]["baseline"]["ssim"]) == channels
+    console = Console(record=True, width=160)
+    console.print(report.table())
+    text = console.export_text()
+    assert "psnr (dB) per channel" in text and "lowest channel" in text
+    assert "per_channel" in text
 
 
 # -- submissions on disk ---------------------------------------------------------------------

@@ -23,7 +23,7 @@ import numpy as np
 
 from tomobench.errors import RecipeError, StoreError
 from tomobench.physics.geometry import ParallelGeometry, from_recipe
-from tomobench.physics.projector import FBP_FILTERS, get_projector
+from tomobench.physics.projector import FBP_FILTERS, get_projector, resolve_backend
 from tomobench.sources.shapes import circular_mask
 
 METHODS = ("fbp", "sirt", "cgls")
@@ -164,8 +164,19 @@ def run(method: str, library, *, split: str = "test", indices=None, **options) -
     (N, H, W, C) for a hyperspectral library, each channel reconstructed on its own (the C
     channel sinograms of a sample go through the algorithm as one batch).
 
+    ``backend`` "auto" (the default of FBP) resolves as for the library's split: on the CPU for
+    val and test whatever the machine, so that the baseline beside every score is the same.
+
+    A hyperspectral library's sinograms carry a background beside the sample's signal (air
+    scatter: the same 2θ hump at every angle and detector pixel). As the 2020 pipeline did
+    (report §6.1), it is removed before any method: for each sample and channel, the mean
+    over every angle of the detector pixels that see only air
+    (:func:`~tomobench.physics.geometry.air_pixels`) is subtracted from every pixel
+    (:func:`air_background`). The reconstruction is returned as it is (no clipping).
+
     Raises :class:`~tomobench.errors.StoreError` for a library whose build has not
-    finished (its unwritten samples would read as zeros)."""
+    finished (its unwritten samples would read as zeros), and for a hyperspectral library
+    with air scatter whose detector leaves no pixel that sees only air."""
     if method not in _ALGORITHMS:
         msg = f"unknown baseline {method!r} (allowed: {', '.join(METHODS)})"
         raise RecipeError(msg)
@@ -178,6 +189,10 @@ def run(method: str, library, *, split: str = "test", indices=None, **options) -
     recipe = library.recipe
     algorithm, geometry = _ALGORITHMS[method], from_recipe(recipe)
     options.setdefault("model", recipe.geometry.projector)
+    if options.get("backend", "auto") == "auto":  # evaluation splits: on the CPU, everywhere
+        options["backend"] = resolve_backend(
+            "auto", geometry=geometry, model=options["model"], split=split
+        )
     key = f"{split}/sinograms"
     sinograms = library[key]
     if sinograms.ndim == 3:
@@ -186,9 +201,41 @@ def run(method: str, library, *, split: str = "test", indices=None, **options) -
         else:
             data = np.stack([library.read(key, int(index)) for index in indices])
         return algorithm(data, geometry, **options)
+    air = _air_mask(library)
     indices = range(sinograms.shape[0]) if indices is None else [int(i) for i in indices]
     images = np.empty((len(indices), *geometry.image_shape, sinograms.shape[-1]), np.float32)
     for position, index in enumerate(indices):
-        channels = np.moveaxis(library.read(key, index).astype(np.float32, copy=False), -1, 0)
+        sinogram = library.read(key, index).astype(np.float32, copy=False)
+        if air is not None:
+            sinogram = (sinogram - air_background(sinogram, air)).astype(np.float32)
+        channels = np.moveaxis(sinogram, -1, 0)
         images[position] = np.moveaxis(algorithm(channels, geometry, **options), 0, -1)
     return images
+
+
+def air_background(sinogram: np.ndarray, air: np.ndarray) -> np.ndarray:
+    """The background of one hyperspectral sinogram (A, D, C): the mean, for each channel,
+    of the detector pixels ``air`` (a (D,) bool mask) over every angle: (C,) float64."""
+    return np.mean(sinogram[:, air, :], axis=(0, 1), dtype=np.float64)
+
+
+def _air_mask(library) -> np.ndarray | None:
+    """The detector pixels of a hyperspectral library that see only air, or ``None`` where
+    there is nothing to subtract (its recipe adds no air scatter and no pixel sees only air).
+    A library with air scatter and no such pixel is refused: its background cannot be told
+    from its signal."""
+    from tomobench.physics.geometry import air_pixels
+
+    recipe = library.recipe
+    air = air_pixels(recipe)
+    if air.any():
+        return air
+    if any(op.kind == "air" for op in recipe.noise):
+        msg = (
+            f"{library.path}: library {recipe.name} adds air scatter, but its detector "
+            f"({len(air)} pixels) leaves no air pixels to estimate the background from "
+            "(pixels whose rays pass outside the sample's support at every angle); rebuild "
+            "it with a wider geometry.detector"
+        )
+        raise StoreError(msg)
+    return None

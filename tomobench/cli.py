@@ -122,9 +122,14 @@ def _print_info(lib) -> None:
     g = recipe.geometry
     out.print(
         f"geometry {g.angles} angles over [0, π), {recipe.detector_count} detector pixels "
-        f"(spacing {g.detector_spacing}), {g.projector} model, oversample {g.oversample}, "
-        f"backend {lib.attrs.get('backend')}"
+        f"(spacing {g.detector_spacing}), {g.projector} model, oversample {g.oversample}"
     )
+    for split in lib.splits:
+        identity = lib.identity(split)
+        out.print(
+            f"identity {split}: {identity['sha256'][:12]} (backend {identity['backend']}, "
+            f"format {identity['tomobench_format']})"
+        )
     noise = ", ".join(
         " ".join(f"{k}={v}" for k, v in op.model_dump().items() if v is not None)
         for op in recipe.noise
@@ -185,7 +190,10 @@ def baseline(
         reconstructions = baselines.run(method, lib, split=split, **options)
     path = write_submission(out_path, reconstructions)
     seconds = time.perf_counter() - started
-    out.print(f"wrote {path}: {method} of {len(reconstructions)} samples in {seconds:.1f} s")
+    out.print(
+        f"wrote {path}: {method} of {len(reconstructions)} samples in {seconds:.1f} s "
+        "(as reconstructed; score clips every reconstruction to [0, 1])"
+    )
 
 
 @app.command()
@@ -224,9 +232,11 @@ def score(
         if output is not None:
             refuse_library_as_output(output)
     report = run_score(submission, library, split=split, leaderboard=leaderboard)
+    identity = report.identity
     out.print(
-        f"{report.library} ({report.recipe_sha256[:12]}), split {report.split}, "
-        f"n = {report.n}: {submission}"
+        f"{report.library} (recipe {report.recipe_sha256[:12]}, identity "
+        f"{identity['sha256'][:12]}: {identity['backend']}, format "
+        f"{identity['tomobench_format']}), split {report.split}, n = {report.n}: {submission}"
     )
     out.print(report.table())
     if json_path is not None:

@@ -2,12 +2,16 @@
 
 A leaderboard is a folder ``DIR`` holding ``entries/*.json`` (one :class:`Entry` each, named
 ``{library}--{split}--{method}.json``) and ``README.md``, rendered from the entries by
-:func:`render`: one table per (library, recipe, split), each metric's mean ± std, sorted by
-the first metric in its direction. The README is a pure function of the entries, so the
+:func:`render`: one table per (library, identity, split), each metric's mean ± std, sorted
+by the first metric in its direction. The README is a pure function of the entries, so the
 same entries always give the same bytes and :func:`check_readme` can tell a stale one.
 
-A library name means one recipe: an entry that claims another ``recipe_sha256`` for a
-library name already on the leaderboard is refused.
+Every entry records the identity of the split it was scored on
+(:meth:`tomobench.store.Library.identity`: recipe sha256, projector backend, library
+format, and their digest), because a split's bytes depend on all three. Scores of two
+identities are never ranked together: an entry whose library name and split are already on
+the leaderboard with another identity is refused, and so is one that claims another recipe
+for a library name already there.
 """
 
 from __future__ import annotations
@@ -28,19 +32,22 @@ from pydantic import (
     ValidationError,
     field_serializer,
     field_validator,
+    model_validator,
 )
 
 from tomobench.errors import LeaderboardError
 from tomobench.metrics import METRICS
 from tomobench.recipe import SPLITS
 from tomobench.score import STATISTICS, Report, format_value, summarise, write_text
+from tomobench.store import identity as identity_of
 
 __all__ = [
     "Entry",
+    "Identity",
     "MetricSummary",
     "add_to_leaderboard",
+    "check_identity",
     "check_readme",
-    "check_recipe",
     "entry_from_report",
     "entry_path",
     "load_entries",
@@ -84,6 +91,38 @@ class MetricSummary(BaseModel):
         return value
 
 
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class Identity(BaseModel):
+    """What made the bytes of the split an entry was scored on (see
+    :meth:`tomobench.store.Library.identity`); ``sha256`` must be the digest of the other
+    three."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    recipe_sha256: Sha256
+    backend: Text
+    tomobench_format: int = Field(ge=1)
+    sha256: Sha256
+
+    @model_validator(mode="after")
+    def _digest_matches(self) -> Identity:
+        expected = identity_of(self.recipe_sha256, self.backend, self.tomobench_format)
+        if self.sha256 != expected["sha256"]:
+            msg = (
+                f"sha256 {self.sha256[:12]}… is not the digest of recipe_sha256, backend and "
+                f"tomobench_format ({expected['sha256'][:12]}…)"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def short(self) -> str:
+        """The short digest and the backend, as messages and headings name an identity."""
+        return f"{self.sha256[:12]} ({self.backend}, format {self.tomobench_format})"
+
+
 class Entry(BaseModel):
     """One method's scores on one split of one library, and how to reproduce them."""
 
@@ -93,7 +132,8 @@ class Entry(BaseModel):
     who: Text
     date: Annotated[datetime.date, Strict()]
     library: Text
-    recipe_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    recipe_sha256: Sha256
+    identity: Identity
     split: str
     n: int = Field(gt=0)
     metrics: dict[str, MetricSummary] = Field(min_length=1)
@@ -107,6 +147,16 @@ class Entry(BaseModel):
             msg = f"split must be one of {', '.join(SPLITS)}, got {value!r}"
             raise ValueError(msg)
         return value
+
+    @model_validator(mode="after")
+    def _one_recipe(self) -> Entry:
+        if self.identity.recipe_sha256 != self.recipe_sha256:
+            msg = (
+                f"identity.recipe_sha256 {self.identity.recipe_sha256[:12]}… is not the "
+                f"entry's recipe_sha256 {self.recipe_sha256[:12]}…"
+            )
+            raise ValueError(msg)
+        return self
 
 
 def entry_from_report(
@@ -139,6 +189,7 @@ def entry_from_report(
         "date": date or datetime.date.today(),
         "library": report.library,
         "recipe_sha256": report.recipe_sha256,
+        "identity": dict(report.identity),
         "split": report.split,
         "n": report.n,
         "metrics": metrics,
@@ -195,10 +246,17 @@ def _read_entry(path: Path) -> Entry:
         msg = f"{path}: cannot read the entry ({getattr(error, 'strerror', None) or error})"
         raise LeaderboardError(msg) from None
     try:
-        json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as error:
         msg = f"{path}: not valid JSON (line {error.lineno} column {error.colno}: {error.msg})"
         raise LeaderboardError(msg) from None
+    if isinstance(data, dict) and "identity" not in data:
+        msg = (
+            f"{path}: the entry predates library identities (it has no field 'identity'); "
+            "re-make it with the commands of its 'reproduce' (tomobench score … --leaderboard "
+            "DIR --overwrite)"
+        )
+        raise LeaderboardError(msg)
     try:
         return Entry.model_validate_json(text)
     except ValidationError as error:
@@ -236,18 +294,38 @@ def load_entries(directory: str | Path) -> list[Entry]:
     return [entry for _, entry in _load(Path(directory))]
 
 
-def check_recipe(directory: str | Path, library: str, recipe_sha256: str) -> None:
-    """Refuse (:class:`LeaderboardError`) if an entry of the leaderboard claims another
-    recipe for the library name ``library``. A folder that does not exist yet has none."""
+def check_identity(directory: str | Path, library: str, split: str, identity: dict) -> None:
+    """Refuse (:class:`LeaderboardError`) to put scores of split ``split`` of the library
+    named ``library``, whose identity is ``identity`` (:meth:`Library.identity`), beside an
+    entry of the leaderboard that they cannot be ranked with: one of the same library name
+    and split with another identity (another recipe, backend or format), or one that claims
+    another recipe for the library name. A folder that does not exist yet has none."""
     directory = Path(directory)
     if not directory.exists():
         return
+    try:
+        ours = Identity.model_validate(identity)
+    except ValidationError as error:
+        msg = (
+            f"library {library} split {split}: its identity is incomplete ({_first_error(error)})"
+        )
+        raise LeaderboardError(msg) from None
     for path, entry in _load(directory):
-        if entry.library == library and entry.recipe_sha256 != recipe_sha256:
+        if entry.library != library:
+            continue
+        if entry.recipe_sha256 != ours.recipe_sha256:
             msg = (
                 f"{path} says library {library} is recipe {entry.recipe_sha256[:12]}…, but this "
-                f"library's recipe is {recipe_sha256[:12]}…; one library name must mean one "
-                "recipe (rename the recipe or use another leaderboard)"
+                f"library's recipe is {ours.recipe_sha256[:12]}…; one library name must mean "
+                "one recipe (rename the recipe or use another leaderboard)"
+            )
+            raise LeaderboardError(msg)
+        if entry.split == split and entry.identity.sha256 != ours.sha256:
+            msg = (
+                f"{path} scores library {library} split {split} of identity "
+                f"{entry.identity.short}, but this library's split is identity {ours.short}; "
+                "scores of two identities are never ranked together (rebuild the library as "
+                "the entry's was made, or use another leaderboard)"
             )
             raise LeaderboardError(msg)
 
@@ -256,7 +334,8 @@ def check_recipe(directory: str | Path, library: str, recipe_sha256: str) -> Non
 
 
 def render(directory: str | Path) -> str:
-    """The markdown of ``DIR/README.md``: one table per (library, recipe, split).
+    """The markdown of ``DIR/README.md``: one table per (library, identity, split), its
+    heading naming the recipe, the projector backend, the library format and the identity.
 
     Rows are entries sorted by the first metric's mean in its direction (best first; ties
     by method, who and date); columns are the rank, the method (linked to its entry), each
@@ -269,7 +348,8 @@ def render(directory: str | Path) -> str:
         "",
         f"Rendered from `{ENTRIES}/*.json` by `tomobench leaderboard`; do not edit by hand.",
         "Each cell is the mean ± std (population) of a metric over the split's samples, "
-        "scored with data_range 1 and SSIM as in Wang et al. 2004 (see "
+        "every reconstruction clipped to [0, 1], scored with data_range 1 and SSIM as in "
+        "Wang et al. 2004 (see "
         "[the conventions](../docs/scoring.md#conventions)). "
         "↑: higher is better; ↓: lower is better.",
         "",
@@ -278,17 +358,24 @@ def render(directory: str | Path) -> str:
         lines += ["No entries yet.", ""]
     groups: dict[tuple, list[tuple[Path, Entry]]] = {}
     for path, entry in entries:
-        groups.setdefault((entry.library, entry.recipe_sha256, entry.split), []).append(
+        groups.setdefault((entry.library, entry.identity.sha256, entry.split), []).append(
             (path, entry)
         )
     order = {name: index for index, name in enumerate(SPLITS)}
-    for key in sorted(groups, key=lambda k: (k[0], order[k[2]], k[1])):
+
+    def group_order(key: tuple) -> tuple:
+        identity = groups[key][0][1].identity
+        return (key[0], order[key[2]], identity.recipe_sha256, identity.backend,
+                identity.tomobench_format, key[1])  # fmt: skip
+
+    for key in sorted(groups, key=group_order):
         lines += _render_group(directory, key, groups[key])
     return "\n".join(lines)
 
 
 def _render_group(directory: Path, key: tuple, rows: list[tuple[Path, Entry]]) -> list[str]:
-    library, sha256, split = key
+    library, _, split = key
+    identity = rows[0][1].identity
     names = {name for _, entry in rows for name in entry.metrics}
     metrics = [name for name in METRICS if name in names] + sorted(names - set(METRICS))
     info = {}
@@ -304,7 +391,9 @@ def _render_group(directory: Path, key: tuple, rows: list[tuple[Path, Entry]]) -
         header.append(f"{name}{unit} {'↑' if info[name].higher_is_better else '↓'}")
     header += ["who", "date"]
     lines = [
-        f"## {_cell(library)} · split {split} · recipe {sha256[:12]}",
+        f"## {_cell(library)} · split {split} · recipe {identity.recipe_sha256[:12]} · "
+        f"backend {_cell(identity.backend)} · format {identity.tomobench_format} · "
+        f"identity {identity.sha256[:12]}",
         "",
         f"n = {counts} samples; sorted by {first}, {direction} first.",
         "",
@@ -369,11 +458,12 @@ def add_to_leaderboard(
     """Add the entry of ``report`` to the leaderboard at ``directory`` (created if need be)
     and re-render its README; return the entry's path.
 
-    Refused (:class:`LeaderboardError`) if an entry claims another recipe for the report's
-    library name, or a different entry already has this one's file (unless ``overwrite``).
+    Refused (:class:`LeaderboardError`) if an entry holds the report's library name and split
+    with another identity, or claims another recipe for the library name, or a different
+    entry already has this one's file (unless ``overwrite``).
     """
     directory = Path(directory)
-    check_recipe(directory, report.library, report.recipe_sha256)
+    check_identity(directory, report.library, report.split, report.identity)
     entry = entry_from_report(report, method=method, who=who, reproduce=reproduce, date=date)
     try:
         (directory / ENTRIES).mkdir(parents=True, exist_ok=True)

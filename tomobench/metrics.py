@@ -6,9 +6,13 @@ Conventions shared by every metric here:
   by default. It is never estimated from an image, so scores are comparable
   across images, methods and data sets.
 * Inputs are stacks ``(N, H, W)`` and the result is one score per image, shape
-  ``(N,)``. A single image ``(H, W)`` gives a scalar. A hyperspectral stack
-  ``(N, H, W, C)`` is scored per channel and the ``C`` scores of an image are
-  averaged, so the result is again ``(N,)``.
+  ``(N,)``. A single image ``(H, W)`` gives a scalar.
+* A hyperspectral stack ``(N, H, W, C)`` gives again one score per cube, ``(N,)``:
+  PSNR from one mean squared error over the cube's ``H * W * C`` values, SSIM the mean
+  of its channels' SSIMs weighted by each channel's energy in the reference
+  (:func:`channel_weights`), so that the channels that hold signal decide it rather
+  than the many near-empty ones. ``per_channel=True`` gives the channels' own scores,
+  ``(N, C)``.
 * ``reference`` and ``test`` must have the same shape. Integer and boolean
   inputs are converted to float64 as they are (not rescaled); complex input
   is refused. All arithmetic is done in float64.
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-__all__ = ["METRICS", "Metric", "psnr", "ssim"]
+__all__ = ["METRICS", "Metric", "channel_weights", "psnr", "ssim"]
 
 # Wang et al. 2004 SSIM, as skimage's structural_similarity with
 # gaussian_weights=True, sigma=1.5, use_sample_covariance=False.
@@ -49,7 +53,8 @@ class Metric:
     name : str
         Short name, the key in :data:`METRICS`.
     function : Callable
-        ``function(reference, test, *, data_range=1.0)`` returning one score per image.
+        ``function(reference, test, *, data_range=1.0, per_channel=False)`` returning one
+        score per image (per image and channel with ``per_channel=True``).
     higher_is_better : bool
         True when a larger score means a better reconstruction.
     unit : str
@@ -122,14 +127,38 @@ def _blockwise(
 
 
 def _finish(scores: np.ndarray, single: bool) -> np.ndarray | float:
-    """Average channel scores of ``(N, C)`` results, and unwrap a single image."""
-    if scores.ndim == 2:
-        scores = scores.mean(axis=1)
+    """Unwrap the score of a single image."""
     return np.float64(scores[0]) if single else scores
 
 
+def _check_per_channel(per_channel: bool, reference: np.ndarray) -> None:
+    if per_channel and reference.ndim != 4:
+        msg = f"per_channel needs a hyperspectral stack (N, H, W, C), got shape {reference.shape}"
+        raise ValueError(msg)
+
+
+def channel_weights(reference: np.ndarray) -> np.ndarray:
+    """The weight of each channel of each cube in its SSIM: its energy in the reference.
+
+    For a hyperspectral stack ``(N, H, W, C)``, ``E[n, c] = sum over (h, w) of
+    reference[n, h, w, c]**2`` divided by ``sum over c of E[n, c]`` (float64, ``(N, C)``,
+    each row summing to 1). A cube whose reference is all zero has no energy to weigh
+    by: its channels weigh ``1 / C`` each.
+    """
+    reference = np.asarray(reference)
+    if reference.ndim != 4:
+        msg = f"channel_weights needs a stack (N, H, W, C), got shape {reference.shape}"
+        raise ValueError(msg)
+    values = reference.astype(np.float64, copy=False)
+    energy = np.einsum("nhwc,nhwc->nc", values, values)
+    total = energy.sum(axis=1, keepdims=True)
+    equal = np.full_like(energy, 1.0 / max(energy.shape[1], 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, energy / np.where(total > 0, total, 1.0), equal)
+
+
 def psnr(
-    reference: np.ndarray, test: np.ndarray, *, data_range: float = 1.0
+    reference: np.ndarray, test: np.ndarray, *, data_range: float = 1.0, per_channel: bool = False
 ) -> np.ndarray | float:
     """Peak signal-to-noise ratio in dB, one value per image.
 
@@ -143,26 +172,34 @@ def psnr(
     ----------
     reference, test : ndarray
         Same shape: ``(H, W)``, ``(N, H, W)`` or ``(N, H, W, C)``, values in ``[0, 1]``.
-        For ``(N, H, W, C)`` the PSNR of each channel is computed and the ``C``
-        values of an image are averaged (mean of dB values, not dB of the mean MSE).
+        For ``(N, H, W, C)`` the mean squared error is taken over the whole cube
+        (its ``H * W * C`` values): one PSNR per cube, which a channel that is
+        almost empty cannot inflate as a mean of per-channel dB values would.
     data_range : float, keyword-only
         Peak-to-peak range of the intensities, fixed at 1.0 by the benchmark;
         never estimated from the images.
+    per_channel : bool, keyword-only
+        For ``(N, H, W, C)`` only: the PSNR of each channel on its own, ``(N, C)``.
 
     Returns
     -------
     ndarray or float
-        Shape ``(N,)`` for a stack, a scalar for a single ``(H, W)`` image.
+        Shape ``(N,)`` for a stack (``(N, C)`` with ``per_channel``), a scalar for a
+        single ``(H, W)`` image.
 
     Raises
     ------
     ValueError
         If the shapes differ, the dimensionality is not 2, 3 or 4, the input is
-        complex or not numeric, or ``data_range`` is not positive.
+        complex or not numeric, ``data_range`` is not positive, or ``per_channel``
+        is asked of a stack without channels.
     """
     data_range = _check_data_range(data_range)
     reference, test, single = _prepare(reference, test)
+    _check_per_channel(per_channel, reference)
     mse = _blockwise(_mse_block, reference, test)  # (N,) or (N, C)
+    if mse.ndim == 2 and not per_channel:  # channels hold H * W values each: the cube's MSE
+        mse = mse.mean(axis=1)
     with np.errstate(divide="ignore"):
         scores = 10.0 * np.log10(data_range**2 / mse)
     return _finish(scores, single)
@@ -175,7 +212,7 @@ def _mse_block(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def ssim(
-    reference: np.ndarray, test: np.ndarray, *, data_range: float = 1.0
+    reference: np.ndarray, test: np.ndarray, *, data_range: float = 1.0, per_channel: bool = False
 ) -> np.ndarray | float:
     """Mean structural similarity (Wang et al. 2004), one value per image.
 
@@ -202,31 +239,38 @@ def ssim(
     reference, test : ndarray
         Same shape: ``(H, W)``, ``(N, H, W)`` or ``(N, H, W, C)`` with
         ``H, W >= 11``, values in ``[0, 1]``. For ``(N, H, W, C)`` each channel
-        is scored on its own and the ``C`` values of an image are averaged.
+        is scored on its own and the ``C`` values of a cube are averaged with the
+        weights of :func:`channel_weights` (each channel's energy in the reference).
     data_range : float, keyword-only
         Peak-to-peak range of the intensities, fixed at 1.0 by the benchmark;
         never estimated from the images.
+    per_channel : bool, keyword-only
+        For ``(N, H, W, C)`` only: the SSIM of each channel on its own, ``(N, C)``.
 
     Returns
     -------
     ndarray or float
-        Shape ``(N,)`` for a stack, a scalar for a single ``(H, W)`` image.
+        Shape ``(N,)`` for a stack (``(N, C)`` with ``per_channel``), a scalar for a
+        single ``(H, W)`` image.
 
     Raises
     ------
     ValueError
         If the shapes differ, the dimensionality is not 2, 3 or 4, an image is
-        smaller than 11 x 11, the input is complex or not numeric, or
-        ``data_range`` is not positive.
+        smaller than 11 x 11, the input is complex or not numeric, ``data_range``
+        is not positive, or ``per_channel`` is asked of a stack without channels.
     """
     data_range = _check_data_range(data_range)
     x, y, single = _prepare(reference, test)
+    _check_per_channel(per_channel, x)
     height, width = x.shape[1:3]
     if height < SSIM_WIN or width < SSIM_WIN:
         msg = f"ssim needs images of at least {SSIM_WIN}x{SSIM_WIN} pixels, got {height}x{width}"
         raise ValueError(msg)
 
     scores = _blockwise(lambda bx, by: _ssim_block(bx, by, data_range), x, y)
+    if scores.ndim == 2 and not per_channel:
+        scores = np.einsum("nc,nc->n", channel_weights(x), scores)
     return _finish(scores, single)
 
 

@@ -5,7 +5,9 @@ A submission is one array ``reconstructions`` with exactly the shape of the spli
 ``reconstructions``) or ``.zarr`` (array ``reconstructions`` in a group). Every metric of
 :data:`tomobench.metrics.METRICS` is computed per sample with the fixed conventions of
 :data:`CONVENTIONS`, for the submission and for a classical baseline (FBP) on the same
-samples, and summarised as mean, std, median, min and max.
+samples, and summarised as mean, std, median, min and max. Every reconstruction scored,
+submission and baseline alike, is first clipped to the data range [0, 1]
+(:func:`postprocess`); the submission file itself is never changed.
 
 Scores are floats; an exact reconstruction has a PSNR of ``+inf``. JSON has no infinity, so
 :meth:`Report.to_json` writes ``+inf``/``-inf`` as the strings ``"inf"``/``"-inf"`` (read
@@ -37,7 +39,9 @@ __all__ = [
     "check_submission",
     "format_value",
     "jsonable",
+    "per_channel_scores",
     "per_sample_scores",
+    "postprocess",
     "read_submission",
     "score",
     "summarise",
@@ -62,8 +66,13 @@ CONVENTIONS = {
         "K2": SSIM_K2,
         "covariance": "population",
     },
-    "channels": "a hyperspectral stack (N, H, W, C) is scored per channel and the C scores "
-    "of an image are averaged",
+    "postprocessing": "every reconstruction, submission and baseline, is clipped to [0, 1] "
+    "before it is scored",
+    "channels": "a hyperspectral stack (N, H, W, C) scores one PSNR per cube, from the mean "
+    "squared error over its H*W*C values, and one SSIM per cube, the mean of its channels' "
+    "SSIMs weighted by each channel's energy in the reference (the sum of its squared "
+    "values; equal weights if the reference is all zero); per_channel holds each "
+    "channel's PSNR and SSIM, averaged over the samples",
     "std": "population standard deviation (ddof=0) over the samples",
     "infinity": "an exact reconstruction has PSNR +inf, written in JSON as the string 'inf'; "
     "a statistic that is undefined (the std of values including an infinity) is null",
@@ -332,11 +341,34 @@ def summarise(values: np.ndarray) -> dict[str, float]:
         }
 
 
+def postprocess(reconstructions: np.ndarray) -> np.ndarray:
+    """The one post-processing rule of every scored reconstruction, submission or baseline:
+    values clipped to the data range [0, 1] (a copy; the input is left as it is). Every
+    ground truth lies in [0, 1], so clipping can only lower each pixel's error."""
+    low, high = 0.0, CONVENTIONS["data_range"]
+    return np.clip(np.asarray(reconstructions), low, high)
+
+
 def per_sample_scores(reference: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
     """Every metric of :data:`~tomobench.metrics.METRICS` for each image of ``test``
-    against ``reference`` (same shape), with the fixed conventions: name → (n,) values."""
+    against ``reference`` (same shape), with the fixed conventions (``test`` clipped to
+    [0, 1] by :func:`postprocess`): name → (n,) values."""
+    test = postprocess(test)
     return {
         name: np.asarray(metric.function(reference, test, data_range=CONVENTIONS["data_range"]))
+        for name, metric in METRICS.items()
+    }
+
+
+def per_channel_scores(reference: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric for each channel of hyperspectral stacks ``(n, H, W, C)``, averaged
+    over the samples, ``test`` clipped as by :func:`per_sample_scores`: name → (C,)."""
+    test = postprocess(test)
+    data_range = CONVENTIONS["data_range"]
+    return {
+        name: np.mean(
+            metric.function(reference, test, data_range=data_range, per_channel=True), axis=0
+        )
         for name, metric in METRICS.items()
     }
 
@@ -347,7 +379,11 @@ class Report:
 
     ``scores`` and ``baseline_scores`` map each metric name to its per-sample values (shape
     ``(n,)``, float64, sample order of the split). ``baseline_scores`` is ``None`` when no
-    baseline was run.
+    baseline was run. ``identity`` is the split's identity
+    (:meth:`tomobench.store.Library.identity`: ``recipe_sha256``, ``backend``,
+    ``tomobench_format`` and their digest ``sha256``). For a hyperspectral library,
+    ``channel_scores`` (and ``baseline_channel_scores``) map each metric to its value per
+    channel, averaged over the samples (shape ``(C,)``); ``None`` for a 2-D library.
     """
 
     library: str
@@ -361,8 +397,11 @@ class Report:
     scores: dict[str, np.ndarray]
     higher_is_better: dict[str, bool]
     units: dict[str, str]
+    identity: dict
     baseline: str | None = None
     baseline_scores: dict[str, np.ndarray] | None = None
+    channel_scores: dict[str, np.ndarray] | None = None
+    baseline_channel_scores: dict[str, np.ndarray] | None = None
     conventions: dict = field(default_factory=lambda: json.loads(json.dumps(CONVENTIONS)))
 
     @property
@@ -381,11 +420,14 @@ class Report:
         """The report as a JSON-serialisable dict (no NaN; infinities as ``"inf"``).
 
         Keys: ``report_format``, ``tomobench_version``, ``library``, ``library_path``,
-        ``recipe_sha256``, ``task``, ``split``, ``n``, ``submission``, ``baseline``,
-        ``conventions``, ``metrics`` (per metric: ``higher_is_better``, ``unit``,
-        ``submission`` and ``baseline`` statistics) and ``per_sample`` (``submission`` and
-        ``baseline``: per metric, one value per sample). Without a baseline, the
-        ``baseline`` parts are left out and ``baseline`` is ``null``.
+        ``recipe_sha256``, ``identity``, ``task``, ``split``, ``n``, ``submission``,
+        ``baseline``, ``conventions``, ``metrics`` (per metric: ``higher_is_better``,
+        ``unit``, ``submission`` and ``baseline`` statistics), ``per_sample``
+        (``submission`` and ``baseline``: per metric, one value per sample) and
+        ``per_channel`` (hyperspectral: ``channels``, and for ``submission`` and
+        ``baseline`` per metric one value per channel, the mean over the samples;
+        ``null`` for a 2-D library). Without a baseline, the ``baseline`` parts are left
+        out and ``baseline`` is ``null``.
         """
         metrics = {}
         for name in self.metrics:
@@ -400,12 +442,24 @@ class Report:
         per_sample = {"submission": {k: jsonable(v) for k, v in self.scores.items()}}
         if self.baseline_scores is not None:
             per_sample["baseline"] = {k: jsonable(v) for k, v in self.baseline_scores.items()}
+        per_channel = None
+        if self.channel_scores is not None:
+            channels = self.channel_scores
+            per_channel = {
+                "channels": len(next(iter(channels.values()))),
+                "submission": {k: jsonable(v) for k, v in channels.items()},
+            }
+            if self.baseline_channel_scores is not None:
+                per_channel["baseline"] = {
+                    k: jsonable(v) for k, v in self.baseline_channel_scores.items()
+                }
         return {
-            "report_format": 1,
+            "report_format": 2,
             "tomobench_version": self.tomobench_version,
             "library": self.library,
             "library_path": self.library_path,
             "recipe_sha256": self.recipe_sha256,
+            "identity": dict(self.identity),
             "task": self.task,
             "split": self.split,
             "n": self.n,
@@ -414,6 +468,7 @@ class Report:
             "conventions": self.conventions,
             "metrics": metrics,
             "per_sample": per_sample,
+            "per_channel": per_channel,
         }
 
     def write_json(self, path: str | Path) -> Path:
@@ -437,14 +492,23 @@ class Report:
 
     def table(self):
         """A :class:`rich.table.Table`: one row per metric and statistic, one column for the
-        submission and one for the baseline."""
+        submission and one for the baseline; for a hyperspectral library, also the lowest,
+        median and highest of the per-channel means of each metric (every channel's value
+        is in :meth:`to_json`, ``per_channel``)."""
         from rich.table import Table
 
-        table = Table(
-            title=f"{self.library} · split {self.split} · n = {self.n}",
-            caption=f"recipe sha256 {self.recipe_sha256[:12]}… · data_range 1 · "
-            f"{Path(self.submission).name}",
+        identity = self.identity
+        caption = (
+            f"identity {identity['sha256'][:12]}… ({identity['backend']}, format "
+            f"{identity['tomobench_format']}) · recipe sha256 {self.recipe_sha256[:12]}… · "
+            f"clipped to [0, 1] · data_range 1 · {Path(self.submission).name}"
         )
+        if self.channel_scores is not None:
+            caption += (
+                " · hyperspectral: PSNR over the whole cube, SSIM weighted by channel "
+                "energy; per-channel values in the JSON report (per_channel)"
+            )
+        table = Table(title=f"{self.library} · split {self.split} · n = {self.n}", caption=caption)
         table.add_column("metric")
         table.add_column("statistic")
         table.add_column("submission", justify="right")
@@ -461,7 +525,26 @@ class Report:
                 if baseline is not None:
                     cells.append(format_value(baseline[name][statistic], self.units[name]))
                 table.add_row(*cells, end_section=row == len(STATISTICS) - 1)
+        if self.channel_scores is not None:
+            self._channel_rows(table)
         return table
+
+    def _channel_rows(self, table) -> None:
+        """Rows summarising the per-channel means: the lowest, median and highest channel."""
+        columns = [self.channel_scores]
+        if self.baseline_scores is not None:
+            columns.append(self.baseline_channel_scores or {})
+        rows = (("lowest channel", np.min), ("median channel", np.median),
+                ("highest channel", np.max))  # fmt: skip
+        for name in self.metrics:
+            unit = f" ({self.units[name]})" if self.units[name] else ""
+            for row, (label, function) in enumerate(rows):
+                cells = [f"{name}{unit} per channel" if row == 0 else "", label]
+                for scores in columns:
+                    values = scores.get(name)
+                    value = None if values is None else float(function(values))
+                    cells.append(format_value(value, self.units[name]))
+                table.add_row(*cells, end_section=row == len(rows) - 1)
 
 
 def format_value(value: float | None, unit: str = "") -> str:
@@ -519,8 +602,9 @@ def score(
     Every metric of :data:`~tomobench.metrics.METRICS` is computed per sample against the
     split's ``images`` with ``data_range=1``, and the same for ``baseline`` (a method of
     :func:`tomobench.baselines.run`, default FBP; ``None`` for none) on the same samples.
-    With ``leaderboard`` (a leaderboard folder), nothing is computed if an entry there claims
-    another recipe for this library's name.
+    Both are clipped to [0, 1] first (:func:`postprocess`). With ``leaderboard`` (a
+    leaderboard folder), nothing is computed if an entry there holds this library name and
+    split with another identity (recipe, backend or format), or another recipe.
 
     Raises :class:`SubmissionError` for an invalid submission, an incomplete library or an
     unknown split, :class:`~tomobench.errors.StoreError` for a missing library.
@@ -532,21 +616,26 @@ def score(
     with open_library(library_path) as library:
         _check_library(library, split)
         recipe = library.recipe
+        identity = library.identity(split)
         if leaderboard is not None:
-            from tomobench.leaderboard import check_recipe
+            from tomobench.leaderboard import check_identity
 
-            check_recipe(leaderboard, recipe.name, library.recipe_sha256)
+            check_identity(leaderboard, recipe.name, split, identity)
         array = check_submission(
             read_submission(submission_path), library, split, source=submission_path
         )
         images = library.read(f"{split}/images")
+        hyperspectral = images.ndim == 4
         scores = per_sample_scores(images, array)
-        baseline_scores = None
+        channel_scores = per_channel_scores(images, array) if hyperspectral else None
+        baseline_scores = baseline_channel_scores = None
         if baseline is not None:
             from tomobench import baselines
 
             reconstructions = baselines.run(baseline, library, split=split)
             baseline_scores = per_sample_scores(images, reconstructions)
+            if hyperspectral:
+                baseline_channel_scores = per_channel_scores(images, reconstructions)
         return Report(
             library=recipe.name,
             library_path=str(library.path),
@@ -559,6 +648,9 @@ def score(
             scores=scores,
             higher_is_better={name: m.higher_is_better for name, m in METRICS.items()},
             units={name: m.unit for name, m in METRICS.items()},
+            identity=identity,
             baseline=baseline,
             baseline_scores=baseline_scores,
+            channel_scores=channel_scores,
+            baseline_channel_scores=baseline_channel_scores,
         )

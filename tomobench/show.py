@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from tomobench.errors import SubmissionError
-from tomobench.metrics import METRICS
 from tomobench.score import (
-    CONVENTIONS,
     _check_library,
     check_submission,
+    per_sample_scores,
     read_submission,
 )
 
@@ -90,11 +89,10 @@ def _draw(truth: np.ndarray, columns: list[tuple[str, np.ndarray]], indices: lis
         figsize=(width * PANEL_INCHES, rows * PANEL_INCHES), dpi=DPI, layout="constrained"
     )
     axes = figure.subplots(rows, width, squeeze=False)
-    data_range = CONVENTIONS["data_range"]
-    scores = {
+    scores = {  # as score computes them: each reconstruction clipped to [0, 1] first
         label: {
-            name: np.atleast_1d(m.function(truth, images, data_range=data_range))
-            for name, m in METRICS.items()
+            name: np.atleast_1d(values)
+            for name, values in per_sample_scores(truth, images).items()
         }
         for label, images in columns
     }
