@@ -298,3 +298,26 @@ def test_identities_differ_by_backend_and_are_recorded_per_split(tmp_path):
     assert one != identity("a" * 64, "astra-cuda", 2)["sha256"]
     assert one != identity("a" * 64, "matrix", 1)["sha256"]
     assert one == identity("a" * 64, "matrix", 2)["sha256"]
+
+
+PINNED = {  # sha256 of the arrays of samples 0-2 of test, names sorted, as built by format 2
+    "demo": "e31385130d9a4217e80fb8c6916bff1629aaed1e4f7cff6c07f8eefc57a3b774",
+    "shapes-32-seed": "e3b2f993dfcd0746500e0f67939b5ab823f47d1073adf4e40164f48cc54888e9",
+    "particles-32": "3425ee91fbe8251040db067072258f29e1056b02fc26161d7a4b33eaaf81c5e2",
+    "shapes-128": "ccfb322a34313305a070950ebe40e911ca2d8205e0b143888a9f97b5cbed7734",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_published_test_splits_are_pinned_bytes(name):
+    """One identity, one set of bytes: a change of tomobench or of a dependency (numpy's
+    Poisson sampler, skimage's shapes, ASTRA's matrix) that changes a published test split
+    must raise the format version (docs/format.md, "Identity")."""
+    import hashlib
+
+    arrays = build_module.make_chunk(load_recipe(name), "test", 0, 3, backend="matrix")
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(arrays[key]).tobytes())
+    assert digest.hexdigest() == PINNED[name]
