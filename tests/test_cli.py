@@ -48,7 +48,8 @@ def test_build_then_info(tmp_path):
     assert "built" in result.output
     result = runner.invoke(app, ["info", str(tmp_path / "t.zarr")])
     assert result.exit_code == 0
-    for words in ("tiny-test", "complete", "sinograms", "12 × 24 × 34", "images_x4", "3/3"):
+    for words in ("tiny-test", "complete", "sinograms", "12 × 24 × 34", "images_x4", "3/3",
+                  "identity test:", "backend matrix, format 2"):
         assert words in result.output
 
 
