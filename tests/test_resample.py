@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tomobench.errors import PhysicsError
-from tomobench.physics.resample import downsample
+from tomobench.physics.resample import area_average, downsample
 
 
 @pytest.fixture
@@ -46,3 +46,14 @@ def test_equals_skimage_bilinear_resize(factor):
     expected = resize(images.astype(np.float64), shape, order=1, mode="edge",
                       anti_aliasing=False, preserve_range=True).astype(np.float32)
     np.testing.assert_allclose(downsample(images, factor), expected, rtol=0, atol=1e-7)
+
+
+def test_area_average_of_a_rendered_image_by_hand():
+    rng = np.random.default_rng(3)
+    coarse = rng.random((2, 5, 6))
+    # an image rendered 3× finer whose blocks are the pixels: its average is the image
+    np.testing.assert_allclose(area_average(np.kron(coarse, np.ones((3, 3))), 3), coarse)
+    fine = rng.random((4, 6))
+    by_hand = [[fine[r : r + 2, c : c + 2].mean() for c in (0, 2, 4)] for r in (0, 2)]
+    np.testing.assert_allclose(area_average(fine, 2), by_hand, rtol=1e-15)
+    assert area_average(fine, 1).dtype == np.float64

@@ -10,9 +10,9 @@ from skimage.draw import random_shapes
 
 from tomobench.errors import RecipeError
 from tomobench.physics.projector import resolve_backend
+from tomobench.physics.resample import area_average
 from tomobench.recipe import load_recipe, parse_recipe, published_recipes
 from tomobench.sources import sampler
-from tomobench.sources.shapes import area_average
 
 from conftest import make_recipe
 

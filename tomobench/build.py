@@ -30,9 +30,8 @@ from tomobench.errors import RecipeError, StoreError
 from tomobench.physics import noise as noise_ops
 from tomobench.physics.geometry import from_recipe
 from tomobench.physics.projector import get_projector, resolve_backend
-from tomobench.physics.resample import downsample
+from tomobench.physics.resample import area_average, downsample
 from tomobench.recipe import SPLIT_IDS, SPLITS, Recipe, load_recipe
-from tomobench.sources.shapes import area_average
 from tomobench.store import Library, identity, open_library, open_store, split_backends
 from tomobench.store.format import (
     FORMAT_VERSION,

@@ -1,4 +1,5 @@
-"""Resampling of ground truth for super-resolution pairs."""
+"""Resampling of ground truth: super-resolution pairs, and the area average of an image
+rendered finer than its pixels."""
 
 from __future__ import annotations
 
@@ -36,3 +37,15 @@ def downsample(images: np.ndarray, factor: int) -> np.ndarray:
             part = images[tuple(index)].astype(np.float64)
             total = part if total is None else total + part
     return (total / len(offsets) ** 2).astype(np.float32)
+
+
+def area_average(image: np.ndarray, factor: int) -> np.ndarray:
+    """Means of ``factor`` × ``factor`` blocks of the last two axes of ``image``, float64:
+    the ground truth of an image rendered ``factor`` times finer (``geometry.oversample``)."""
+    if factor == 1:
+        return np.asarray(image, dtype=np.float64)
+    *lead, rows, cols = image.shape
+    blocks = np.asarray(image, dtype=np.float64).reshape(
+        *lead, rows // factor, factor, cols // factor, factor
+    )
+    return blocks.mean(axis=(-3, -1))

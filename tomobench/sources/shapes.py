@@ -18,6 +18,7 @@ import numpy as np
 from skimage.draw import random_shapes
 
 from tomobench.physics.noise import counting
+from tomobench.physics.resample import area_average
 
 _LEVELS = 254  # random_shapes draws uint8 values below its background of 255
 
@@ -77,17 +78,6 @@ def draw(source, rng: np.random.Generator, *, oversample: int = 1) -> np.ndarray
     else:
         image = _clipped(image, k)
     return image.astype(np.float32)
-
-
-def area_average(image: np.ndarray, factor: int) -> np.ndarray:
-    """Means of ``factor`` × ``factor`` blocks of the last two axes of ``image`` (float64)."""
-    if factor == 1:
-        return np.asarray(image, dtype=np.float64)
-    *lead, rows, cols = image.shape
-    blocks = np.asarray(image, dtype=np.float64).reshape(
-        *lead, rows // factor, factor, cols // factor, factor
-    )
-    return blocks.mean(axis=(-3, -1))
 
 
 def _clipped(image: np.ndarray, factor: int) -> np.ndarray:
