@@ -1,3 +1,5 @@
+import shutil
+
 import astra
 import numpy as np
 import pytest
@@ -5,10 +7,9 @@ from skimage.data import shepp_logan_phantom
 from skimage.transform import resize
 
 from tomobench import baselines
-from tomobench.errors import PhysicsError, RecipeError
-from tomobench.physics.geometry import parallel_beam
+from tomobench.errors import PhysicsError, RecipeError, StoreError
+from tomobench.physics.geometry import circular_mask, parallel_beam
 from tomobench.physics.projector import Projector
-from tomobench.sources.shapes import circular_mask
 from tomobench.store import open_library
 
 SIZE, ANGLES = 32, 40
@@ -124,6 +125,39 @@ def test_bad_options(sinograms, tiny_library):
     with open_library(tiny_library) as library:
         with pytest.raises(RecipeError, match="unknown baseline"):
             baselines.run("art", library)
+
+
+TAKES = {
+    "fbp": "filter, model, backend, nonnegative, mask",
+    "sirt": "iterations, model, backend, nonnegative, mask",
+    "cgls": "iterations, model, backend, nonnegative, mask",
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "unknown"),
+    [("fbp", {"iterations": 5}, "option 'iterations'"),
+     ("sirt", {"filter": "hann"}, "option 'filter'"),
+     ("cgls", {"filter": "hann", "iterations": 3, "relax": 1.0}, "options 'filter', 'relax'")],
+)  # fmt: skip
+def test_an_option_the_method_does_not_take_is_a_one_line_recipe_error(
+    tiny_library, method, options, unknown
+):
+    with open_library(tiny_library) as library, pytest.raises(RecipeError) as caught:
+        baselines.run(method, library, **options)
+    expected = f"baseline {method!r} takes no {unknown} (it takes {TAKES[method]})"
+    assert str(caught.value) == expected
+    assert not isinstance(caught.value, TypeError)
+
+
+def test_an_incomplete_library_is_refused_before_reconstructing(tmp_path, tiny_library):
+    partial = shutil.copy(tiny_library, tmp_path / "lib.h5.partial")  # a build under way
+    with open_library(tmp_path / "lib.h5") as library, pytest.raises(StoreError) as caught:
+        baselines.run("sirt", library, iterations=2)
+    assert str(caught.value) == (
+        f"{partial}: the library is incomplete (a build in progress or interrupted); finish "
+        "the build before reconstructing from it"
+    )
 
 
 def test_fbp_on_a_clean_128_pixel_library_scores_above_25_db(tmp_path):

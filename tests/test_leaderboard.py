@@ -18,12 +18,14 @@ from tomobench.leaderboard import (
     check_readme,
     entry_from_report,
     entry_path,
+    identity_check,
     load_entries,
     render,
     write_entry,
     write_readme,
 )
-from tomobench.score import Report, score, write_submission
+from tomobench.report import Report
+from tomobench.score import score, write_submission
 
 from conftest import make_recipe
 
@@ -248,10 +250,10 @@ def test_score_refuses_before_computing_on_a_library_the_leaderboard_disowns(
     add(board, "fbp", fake_report(psnr=[20, 21], library="tiny-test", sha=SHA_A))
     submission = write_submission(tmp_path / "sub.npy", tiny_truth)
     with pytest.raises(LeaderboardError, match="says library tiny-test is recipe aaaaaaaaaaaa"):
-        score(submission, tiny_library, leaderboard=board)
+        score(submission, tiny_library, check=identity_check(board))
     # refused before the submission is even read
     with pytest.raises(LeaderboardError, match="tiny-test"):
-        score(tmp_path / "absent.npy", tiny_library, leaderboard=board)
+        score(tmp_path / "absent.npy", tiny_library, check=identity_check(board))
 
     # the same recipe and split made by another backend: another identity, refused too
     ours = library_identity(tiny_library)
@@ -262,14 +264,14 @@ def test_score_refuses_before_computing_on_a_library_the_leaderboard_disowns(
     add(other, "fbp", fake_report(psnr=[20, 21], library="tiny-test", sha=ours["recipe_sha256"],
                                   backend="astra-cuda", tomobench_format=version))  # fmt: skip
     with pytest.raises(LeaderboardError) as caught:
-        score(tmp_path / "absent.npy", tiny_library, leaderboard=other)
+        score(tmp_path / "absent.npy", tiny_library, check=identity_check(other))
     message = str(caught.value)
     assert f"{theirs['sha256'][:12]} (astra-cuda, format {version})" in message
     assert f"{ours['sha256'][:12]} (matrix, format {version})" in message
     assert "\n" not in message
 
     fresh = tmp_path / "fresh"
-    report = score(submission, tiny_library, leaderboard=fresh)
+    report = score(submission, tiny_library, check=identity_check(fresh))
     path = add(fresh, "ground truth", report)
     (entry,) = load_entries(fresh)
     assert entry.recipe_sha256 == make_recipe().sha256() and entry.n == 9

@@ -4,6 +4,7 @@ prediction, on the tiny library (32², 24 angles, 12 train / 5 val / 9 test, chu
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ from tomobench.models import (  # noqa: E402
     train,
 )
 from tomobench.models.data import (  # noqa: E402
+    Normalisation,
     SplitStream,
     chunk_order,
     compute_normalisation,
@@ -363,6 +365,33 @@ def test_a_run_that_never_started_does_not_hold_its_folder(tiny_library, tmp_pat
     assert (run / "normalisation.json").read_text() == stale  # computed anew
     with pytest.raises(RunError, match=r"another config \(seed differs\)"):
         train(config_for(tiny_library, run, epochs=1, seed=4), verbose=0)
+
+
+def test_an_incomplete_library_is_refused_for_training_and_prediction(
+    trained, tiny_library, tmp_path
+):
+    partial = shutil.copy(tiny_library, tmp_path / "lib.h5.partial")  # a build under way
+    refused = (
+        f"{partial}: the library is incomplete (a build in progress or interrupted); finish "
+        "the build before "
+    )
+    with pytest.raises(ConfigError) as caught:
+        train(config_for(tmp_path / "lib.h5", tmp_path / "run"), verbose=0)
+    assert str(caught.value) == refused + "training on it"
+    with pytest.raises(RunError) as caught:
+        predict(trained, tmp_path / "lib.h5", out=tmp_path / "x.npy")
+    assert str(caught.value) == refused + "predicting on it"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["lib.h5.partial"]
+
+
+def test_a_run_folder_file_that_cannot_be_written_is_one_run_error(tmp_path):
+    path = tmp_path / "gone" / "normalisation.json"
+    with pytest.raises(RunError) as caught:
+        Normalisation(mean=0.5, std=2.0).save(path)
+    assert str(caught.value) == f"cannot write {path}: No such file or directory"
+    saved = Normalisation(mean=0.5, std=2.0, samples=3).save(tmp_path / "n.json")
+    assert Normalisation.load(saved) == Normalisation(mean=0.5, std=2.0, samples=3)
+    assert [p.name for p in tmp_path.iterdir()] == ["n.json"]  # no temporary left
 
 
 # -- train on A, test on B ------------------------------------------------------------------

@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 
 from tomobench.errors import RecipeError
-from tomobench.physics.geometry import from_recipe
+from tomobench.physics.geometry import circular_mask, from_recipe
 from tomobench.physics.projector import get_projector
 from tomobench.recipe import load_recipe, parse_recipe
 from tomobench.sources import sampler
-from tomobench.sources.shapes import circular_mask
 
 from conftest import TINY
 

@@ -13,7 +13,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from tomobench import __version__, baselines
 from tomobench.errors import StoreError, SubmissionError, TomobenchError
-from tomobench.leaderboard import add_to_leaderboard
+from tomobench.leaderboard import add_to_leaderboard, identity_check
 from tomobench.metrics import METRICS
 from tomobench.score import (
     CONVENTIONS,
@@ -430,7 +430,7 @@ def test_bad_submission_is_refused_with_one_line_and_no_entry(
     leaderboard = tmp_path / "board"
     with pytest.raises(SubmissionError) as caught:
         # what `tomobench score SUB LIB --leaderboard DIR` does
-        report = score(path, tiny_library, leaderboard=leaderboard)
+        report = score(path, tiny_library, check=identity_check(leaderboard))
         add_to_leaderboard(report, leaderboard, method="m", who="w", reproduce=["x"])
     message = str(caught.value)
     assert "\n" not in message
@@ -464,9 +464,13 @@ def test_incomplete_library_is_refused(tmp_path, tiny_library, tiny_truth):
     with h5py.File(flagged, "r+") as file:
         file.attrs["complete"] = False
     renamed = shutil.copy(tiny_library, tmp_path / "renamed.h5.partial")
-    for library in (flagged, tmp_path / "renamed.h5"):
-        with pytest.raises(SubmissionError, match="library is incomplete"):
+    for library, path in ((flagged, flagged), (tmp_path / "renamed.h5", renamed)):
+        with pytest.raises(SubmissionError) as caught:
             score(submission, library)
+        assert str(caught.value) == (
+            f"{path}: the library is incomplete (a build in progress or interrupted); "
+            "finish the build before scoring on it"
+        )
     with open_library(renamed) as library, pytest.raises(SubmissionError, match="incomplete"):
         check_submission(tiny_truth, library, "test", source=submission)
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from tomobench.physics.geometry import circular_mask
 from tomobench.sources import sampler
-from tomobench.sources.shapes import circular_mask
 
 from conftest import make_recipe
 

@@ -1,3 +1,5 @@
+import shutil
+
 import matplotlib.image
 import numpy as np
 import pytest
@@ -104,7 +106,8 @@ def test_bad_submission_is_refused_and_nothing_written(tmp_path, tiny_library, t
         show(tiny_library, [good, path], out=tmp_path / "x.png")
     with pytest.raises(SubmissionError, match="split 'nope' is not in library tiny-test"):
         show(tiny_library, [good], split="nope", out=tmp_path / "x.png")
-    with pytest.raises(SubmissionError, match=r"x.bmpx: name the figure .*\*.pdf, .*\*.png"):
+    figure = r"^out \S*x.bmpx: name the figure .*\*.pdf, .*\*.png"  # the parameter, not --out
+    with pytest.raises(SubmissionError, match=figure):
         show(tiny_library, [good], out=tmp_path / "x.bmpx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.h5", "good.npy"]
 
@@ -114,3 +117,14 @@ def test_the_suffix_chooses_the_figure_format(tmp_path, tiny_library):
     for suffix, start in starts.items():
         out = show(tiny_library, samples=1, out=tmp_path / f"f.{suffix}")
         assert out.read_bytes().startswith(start), suffix
+
+
+def test_an_incomplete_library_is_not_shown(tmp_path, tiny_library):
+    partial = shutil.copy(tiny_library, tmp_path / "lib.h5.partial")
+    with pytest.raises(SubmissionError) as caught:
+        show(tmp_path / "lib.h5", out=tmp_path / "x.png")
+    assert str(caught.value) == (
+        f"{partial}: the library is incomplete (a build in progress or interrupted); finish "
+        "the build before showing it"
+    )
+    assert not (tmp_path / "x.png").exists()

@@ -9,10 +9,12 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 from tomobench.build import build
 from tomobench.errors import PhysicsError, RecipeError, StoreError, TomobenchError
+from tomobench.quickstart import DemoResult, demo
 from tomobench.recipe import Recipe, load_recipe
 from tomobench.store import Library, open_library
 
 __all__ = [
+    "DemoResult",
     "Library",
     "PhysicsError",
     "Recipe",
@@ -21,6 +23,7 @@ __all__ = [
     "TomobenchError",
     "__version__",
     "build",
+    "demo",
     "load_recipe",
     "open_library",
 ]

@@ -18,13 +18,13 @@ inscribed in it.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import numpy as np
 
 from tomobench.errors import RecipeError, StoreError
-from tomobench.physics.geometry import ParallelGeometry, from_recipe
+from tomobench.physics.geometry import ParallelGeometry, circular_mask, from_recipe
 from tomobench.physics.projector import FBP_FILTERS, get_projector, resolve_backend
-from tomobench.sources.shapes import circular_mask
 
 METHODS = ("fbp", "sirt", "cgls")
 __all__ = ["FBP_FILTERS", "METHODS", "cgls", "fbp", "run", "sirt"]
@@ -158,6 +158,21 @@ def _count(iterations: int) -> int:
 _ALGORITHMS = {"fbp": fbp, "sirt": sirt, "cgls": cgls}
 
 
+def _check_options(method: str, options: dict) -> None:
+    """A one-line :class:`RecipeError` for options that ``method`` does not take (its
+    algorithm's keyword-only parameters)."""
+    parameters = inspect.signature(_ALGORITHMS[method]).parameters.values()
+    takes = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = [name for name in options if name not in takes]
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        msg = (
+            f"baseline {method!r} takes no option{'s' * (len(unknown) > 1)} {names} "
+            f"(it takes {', '.join(takes)})"
+        )
+        raise RecipeError(msg)
+
+
 def run(method: str, library, *, split: str = "test", indices=None, **options) -> np.ndarray:
     """Reconstruct a split of a library (or the samples ``indices`` of it) with ``method``,
     using the geometry and projection model of the library's recipe: (N, H, W) float32, or
@@ -176,16 +191,14 @@ def run(method: str, library, *, split: str = "test", indices=None, **options) -
 
     Raises :class:`~tomobench.errors.StoreError` for a library whose build has not
     finished (its unwritten samples would read as zeros), and for a hyperspectral library
-    with air scatter whose detector leaves no pixel that sees only air."""
+    with air scatter whose detector leaves no pixel that sees only air, and
+    :class:`~tomobench.errors.RecipeError` for an unknown method or an option it does not
+    take (the message names those it takes)."""
     if method not in _ALGORITHMS:
         msg = f"unknown baseline {method!r} (allowed: {', '.join(METHODS)})"
         raise RecipeError(msg)
-    if not library.complete:
-        msg = (
-            f"{library.path}: the library is incomplete (a build in progress or interrupted); "
-            "finish the build before reconstructing from it"
-        )
-        raise StoreError(msg)
+    _check_options(method, options)
+    library.require_complete("reconstructing from it", error=StoreError)
     recipe = library.recipe
     algorithm, geometry = _ALGORITHMS[method], from_recipe(recipe)
     options.setdefault("model", recipe.geometry.projector)

@@ -218,7 +218,7 @@ def score(
 ) -> None:
     """Score a submission against a split's ground truth, beside FBP."""
     from tomobench.errors import SubmissionError
-    from tomobench.leaderboard import add_to_leaderboard
+    from tomobench.leaderboard import add_to_leaderboard, identity_check
     from tomobench.score import score as run_score
     from tomobench.store import refuse_library_as_output
 
@@ -231,7 +231,8 @@ def score(
     for output in (json_path, csv_path):  # said before the work of scoring, not after it
         if output is not None:
             refuse_library_as_output(output)
-    report = run_score(submission, library, split=split, leaderboard=leaderboard)
+    check = identity_check(leaderboard) if leaderboard is not None else None
+    report = run_score(submission, library, split=split, check=check)
     identity = report.identity
     out.print(
         f"{report.library} (recipe {report.recipe_sha256[:12]}, identity "
@@ -412,28 +413,17 @@ def demo(
     folder: Path = typer.Option(Path("tomobench-demo"), "--folder", help="where to write"),
 ) -> None:
     """The quick start: build the demo library, score FBP on it, draw a figure."""
-    from tomobench import baselines
-    from tomobench.build import build as run_build
-    from tomobench.recipe import published_recipes
-    from tomobench.score import score as run_score
-    from tomobench.score import write_submission
-    from tomobench.show import show as draw
+    from tomobench.quickstart import demo as run_demo
     from tomobench.store import open_library
 
-    started = time.perf_counter()
-    path = run_build(published_recipes()["demo"], folder / "demo.h5", progress=True)
-    out.print(f"built {path} in {time.perf_counter() - started:.1f} s\n")
-    with open_library(path) as lib:
+    result = run_demo(folder, progress=True)
+    out.print(f"built {result.library} in {result.build_seconds:.1f} s\n")
+    with open_library(result.library) as lib:
         _print_info(lib)
-        submission = write_submission(
-            folder / "fbp-hann.npy", baselines.run("fbp", lib, filter="hann")
-        )
-    report = run_score(submission, path)
+    report = result.report
     out.print(f"\nFBP (hann filter) scored beside FBP (ram-lak), test split, n = {report.n}:")
     out.print(report.table())
-    report.write_json(folder / "fbp-hann.json")
-    figure = draw(path, [submission], samples=4, out=folder / "demo.png")
-    out.print(f"\nreport {folder / 'fbp-hann.json'}, figure {figure}")
+    out.print(f"\nreport {result.report_path}, figure {result.figure}")
 
 
 def main() -> None:

@@ -20,8 +20,9 @@ import datetime
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import (
     BaseModel,
@@ -35,11 +36,15 @@ from pydantic import (
     model_validator,
 )
 
+from tomobench._atomic import write_text_atomically
 from tomobench.errors import LeaderboardError
 from tomobench.metrics import METRICS
 from tomobench.recipe import SPLITS
-from tomobench.score import STATISTICS, Report, format_value, summarise, write_text
+from tomobench.report import STATISTICS, Report, format_value, summarise
 from tomobench.store import identity as identity_of
+
+if TYPE_CHECKING:
+    from tomobench.store import Library
 
 __all__ = [
     "Entry",
@@ -50,6 +55,7 @@ __all__ = [
     "check_readme",
     "entry_from_report",
     "entry_path",
+    "identity_check",
     "load_entries",
     "render",
     "write_entry",
@@ -231,11 +237,11 @@ def write_entry(directory: str | Path, entry: Entry, *, overwrite: bool = False)
         msg = (
             f"{path} already holds an entry for {existing.method!r} on {existing.library} "
             f"split {existing.split} (by {existing.who}, {existing.date}); "
-            "pass --overwrite (overwrite=True) to replace it"
+            "pass overwrite=True (--overwrite) to replace it"
         )
         raise LeaderboardError(msg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, _entry_text(entry))
+    write_text_atomically(path, _entry_text(entry))
     return path
 
 
@@ -328,6 +334,18 @@ def check_identity(directory: str | Path, library: str, split: str, identity: di
                 "the entry's was made, or use another leaderboard)"
             )
             raise LeaderboardError(msg)
+
+
+def identity_check(directory: str | Path) -> Callable[[Library, str], None]:
+    """The ``check`` of :func:`tomobench.score.score` for the leaderboard at ``directory``:
+    it refuses, before anything is read or computed, a split that :func:`check_identity`
+    refuses to rank with the leaderboard's entries (what ``tomobench score --leaderboard``
+    does)."""
+
+    def check(library: Library, split: str) -> None:
+        check_identity(directory, library.recipe.name, split, library.identity(split))
+
+    return check
 
 
 # -- the rendered table ---------------------------------------------------------------------
@@ -436,7 +454,7 @@ def _cell(text: str) -> str:
 def write_readme(directory: str | Path) -> Path:
     """Render the leaderboard into ``DIR/README.md`` (atomically); return its path."""
     directory = Path(directory)
-    return write_text(directory / README, render(directory))
+    return write_text_atomically(directory / README, render(directory))
 
 
 def check_readme(directory: str | Path) -> bool:

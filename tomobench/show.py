@@ -8,12 +8,12 @@ display needed) into a PNG of ``PANEL_PIXELS`` × ``PANEL_PIXELS`` pixels a pane
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from tomobench._atomic import atomic_path
 from tomobench.errors import SubmissionError
 from tomobench.score import (
     _check_library,
@@ -52,7 +52,7 @@ def show(
     refuse_library_as_output(out)  # before any work
     kind = _figure_format(Path(out))
     with open_library(library_path) as library:
-        _check_library(library, split)
+        _check_library(library, split, action="showing it")
         images = library[f"{split}/images"]
         indices = _indices(samples, images.shape[0], f"split {split!r} of {library.recipe.name}")
         truth = np.stack([images[index] for index in indices])
@@ -122,20 +122,12 @@ def _figure_format(out: Path) -> str:
     kind = out.suffix.lower().lstrip(".")
     formats = FigureCanvasBase.get_supported_filetypes()
     if kind not in formats:
-        msg = f"--out {out}: name the figure *.{', *.'.join(sorted(formats))}"
+        msg = f"out {out}: name the figure *.{', *.'.join(sorted(formats))}"
         raise SubmissionError(msg)
     return kind
 
 
 def _save(figure, out: Path, kind: str) -> Path:
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out, error=SubmissionError) as temporary:
         figure.savefig(temporary, format=kind, dpi=DPI)
-        os.replace(temporary, out)
-    except OSError as error:
-        msg = f"cannot write {out}: {error.strerror or error}"
-        raise SubmissionError(msg) from None
-    finally:
-        if temporary.exists():
-            temporary.unlink()
     return out

@@ -13,17 +13,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tomobench._atomic import write_text_atomically
 from tomobench.metrics import METRICS
 from tomobench.models.errors import RunError
 from tomobench.models.predict import check_split, load_run, reconstruct_split
-from tomobench.score import (
-    CONVENTIONS,
-    format_value,
-    jsonable,
-    per_sample_scores,
-    summarise,
-    write_text,
-)
+from tomobench.report import CONVENTIONS, format_value, jsonable, summarise
+from tomobench.score import per_sample_scores
 from tomobench.store import open_library
 
 __all__ = ["CrossTable", "cross"]
@@ -36,7 +31,7 @@ class CrossTable:
     ``methods`` are dicts with ``name``, ``trained_on`` (a library name, ``None`` for FBP)
     and ``run`` (the run folder, ``None`` for FBP); ``libraries`` dicts with ``name``,
     ``path``, ``recipe_sha256`` and ``n``. ``cells[(method, library)]`` (indices) maps each
-    metric to its statistics (:func:`~tomobench.score.summarise`); a missing key is a run
+    metric to its statistics (:func:`~tomobench.report.summarise`); a missing key is a run
     whose model does not take that library.
     """
 
@@ -67,7 +62,7 @@ class CrossTable:
         }
 
     def write_json(self, path: str | Path) -> Path:
-        return write_text(Path(path), json.dumps(self.to_json(), indent=2) + "\n")
+        return write_text_atomically(path, json.dumps(self.to_json(), indent=2) + "\n")
 
     def _cell(self, method: int, library: int, metric: str) -> str:
         cell = self.cells.get((method, library))
@@ -102,7 +97,7 @@ class CrossTable:
         return "\n\n".join(parts) + "\n"
 
     def write_markdown(self, path: str | Path) -> Path:
-        return write_text(Path(path), self.markdown())
+        return write_text_atomically(path, self.markdown())
 
     def tables(self):
         """:class:`rich.table.Table` objects, one per metric (for the terminal)."""

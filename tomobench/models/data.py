@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tomobench._atomic import write_text_atomically
 from tomobench.models.errors import ConfigError, RunError
 from tomobench.store import open_library
 from tomobench.store.format import chunk_bounds, chunk_count
@@ -62,10 +63,8 @@ class Normalisation:
         return values
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
         data = {"method": "standardise", **dataclasses.asdict(self)}
-        path.write_text(json.dumps(data, indent=2) + "\n")
-        return path
+        return write_text_atomically(path, json.dumps(data, indent=2) + "\n", error=RunError)
 
     @classmethod
     def load(cls, path: str | Path) -> Normalisation:

@@ -121,9 +121,7 @@ def reconstruct_split(
 
 def check_split(library, split: str) -> None:
     """Raise :class:`~.errors.RunError` unless ``library`` is complete and has ``split``."""
-    if not library.complete:
-        msg = f"{library.path}: the library is incomplete (a build in progress or interrupted)"
-        raise RunError(msg)
+    library.require_complete("predicting on it", error=RunError)
     if split not in library.splits:
         msg = (
             f"split {split!r} is not in library {library.path} "

@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from tomobench._atomic import atomic_path, write_text_atomically
 from tomobench.models.config import TrainConfig, dump_config, load_config, parse_config
 from tomobench.models.data import (
     Normalisation,
@@ -164,10 +164,10 @@ def _open_run(run: Path, config: TrainConfig) -> dict:
         state = _new_state()
     try:
         (run / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
-        _write_text(saved_config, dump_config(config))
     except OSError as error:
         msg = f"cannot write the run folder {run}: {error.strerror or error}"
         raise RunError(msg) from None
+    write_text_atomically(saved_config, dump_config(config), error=RunError)
     return state
 
 
@@ -199,16 +199,8 @@ def _read_state(run: Path) -> dict:
     return state
 
 
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def _check_library(library, config: TrainConfig) -> None:
-    if not library.complete:
-        msg = f"library: {library.path} is incomplete (a build in progress or interrupted)"
-        raise ConfigError(msg)
+    library.require_complete("training on it", error=ConfigError)
     for field in ("train_split", "validation_split"):
         split = getattr(config, field)
         if split is None:
@@ -338,17 +330,16 @@ class _Recorder(keras.callbacks.Callback):
         self.model.save(self.run / CHECKPOINTS / name)
         old = state["checkpoint"]
         state.update(completed=epoch + 1, checkpoint=name)
-        _write_text(self.run / STATE, json.dumps(state, indent=2) + "\n")
+        write_text_atomically(self.run / STATE, json.dumps(state, indent=2) + "\n", error=RunError)
         if old and old != name:
             (self.run / CHECKPOINTS / old).unlink(missing_ok=True)
 
 
 def _save_weights(model: keras.Model, path: Path) -> None:
     """The model's weights (not the optimiser's) as ``w0``, ``w1``, … in an .npz file."""
-    temporary = path.with_name(f".{path.stem}.tmp.npz")
     arrays = {f"w{index}": array for index, array in enumerate(model.get_weights())}
-    np.savez(temporary, **arrays)
-    os.replace(temporary, path)
+    with atomic_path(path, error=RunError) as temporary:
+        np.savez(temporary, **arrays)
 
 
 # -- history --------------------------------------------------------------------------------
@@ -377,12 +368,11 @@ def read_history(run: str | Path) -> list[dict]:
 
 def _write_history(run: Path, rows: list[dict]) -> None:
     columns = [name for name in HISTORY_COLUMNS if any(name in row for row in rows)]
-    temporary = run / f".{HISTORY}.tmp"
-    with open(temporary, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, run / HISTORY)
+    with atomic_path(run / HISTORY, error=RunError) as temporary:
+        with open(temporary, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 def plot_history(rows: list[dict], path: str | Path, *, loss: str = "loss") -> Path:
@@ -405,9 +395,8 @@ def plot_history(rows: list[dict], path: str | Path, *, loss: str = "loss") -> P
     axes.legend()
     axes.grid(alpha=0.3)
     path = Path(path)
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(temporary, dpi=100)
-    os.replace(temporary, path)
+    with atomic_path(path, error=RunError) as temporary:
+        figure.savefig(temporary, dpi=100)
     return path
 
 
@@ -424,9 +413,8 @@ def _finish(run, config, shapes, library_info, train_stream, validation_stream) 
     model = build_model(config.model, shapes, **config.options)
     with np.load(run / CHECKPOINTS / BEST) as saved:
         model.set_weights([saved[f"w{index}"] for index in range(len(saved.files))])
-    temporary = run / f".{MODEL}.tmp.keras"
-    model.save(temporary)
-    os.replace(temporary, run / MODEL)
+    with atomic_path(run / MODEL, error=RunError) as temporary:
+        model.save(temporary)
     rows = read_history(run)
     info = {
         "tomobench_version": __version__,
@@ -446,4 +434,4 @@ def _finish(run, config, shapes, library_info, train_stream, validation_stream) 
         "best_monitored_loss": state["best"],
         "train_seconds": round(sum(row.get("train_seconds", 0.0) for row in rows), 1),
     }
-    _write_text(run / INFO, json.dumps(info, indent=2) + "\n")
+    write_text_atomically(run / INFO, json.dumps(info, indent=2) + "\n", error=RunError)

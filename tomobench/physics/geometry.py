@@ -99,6 +99,18 @@ def from_recipe(recipe) -> ParallelGeometry:
     )
 
 
+def circular_mask(
+    size: int, *, radius: float | None = None, centre: float | None = None
+) -> np.ndarray:
+    """True where a pixel centre of a size × size image lies at most ``radius`` (default
+    size/2: the inscribed circle) from (``centre``, ``centre``) (default (size-1)/2, the
+    rotation axis)."""
+    centre = (size - 1) / 2 if centre is None else centre
+    radius = size / 2 if radius is None else radius
+    rows, cols = np.ogrid[:size, :size]
+    return (rows - centre) ** 2 + (cols - centre) ** 2 <= radius**2
+
+
 def air_pixels(recipe) -> np.ndarray:
     """Detector pixels that see only air at every angle: (D,) bool, True where a pixel's ray
     passes farther than the ground truth's support (``recipe.support_radius``) plus one pixel

@@ -24,14 +24,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sparse
 
-from tomobench.errors import PhysicsError
+from tomobench._atomic import atomic_path
+from tomobench.errors import PhysicsError, TomobenchError
 from tomobench.physics.geometry import ParallelGeometry
 
 BACKENDS = ("auto", "astra-cuda", "astra-cpu", "matrix")
@@ -426,20 +426,16 @@ def _load_matrix(path: Path) -> sparse.csr_matrix | None:
 def _save_matrix(path: Path, matrix: sparse.csr_matrix) -> None:
     """Keep a matrix for later processes; written whole or not at all (a cache: a failure to
     write it only means the next process builds the matrix again)."""
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    try:
+    with contextlib.suppress(OSError, TomobenchError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            temporary,
-            data=matrix.data,
-            indices=matrix.indices,
-            indptr=matrix.indptr,
-            shape=np.array(matrix.shape),
-        )
-        os.replace(temporary, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
+        with atomic_path(path) as temporary:
+            np.savez(
+                temporary,
+                data=matrix.data,
+                indices=matrix.indices,
+                indptr=matrix.indptr,
+                shape=np.array(matrix.shape),
+            )
 
 
 def _replication(size: int, factor: int) -> sparse.csr_matrix:

@@ -22,13 +22,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from skimage.transform import resize
 
-from tomobench.errors import RecipeError
+from tomobench._atomic import atomic_path
+from tomobench.errors import RecipeError, StoreError
 
 
 def prepare(source) -> None:
@@ -44,10 +44,9 @@ def prepare(source) -> None:
             images[_item_key(split, item)] = np.stack(
                 [_ground_truth(source, sinogram) for sinogram in stack]
             )
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npz")
-    np.savez(temporary, **images)
-    os.replace(temporary, cache)
+    with atomic_path(cache, error=StoreError) as temporary:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(temporary, **images)
 
 
 def check_counts(source, splits: dict[str, int]) -> None:

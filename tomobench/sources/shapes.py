@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.draw import random_shapes
 
+from tomobench.physics.geometry import circular_mask
 from tomobench.physics.noise import counting
 from tomobench.physics.resample import area_average
 
@@ -171,15 +172,3 @@ def _fill(image, family, radii, angle, value, rng) -> None:
         v = (rows * cos - cols * sin) / radii[1]
         inside = u * u + v * v <= 1
     image[top : top + box[0], left : left + box[1]][inside] = value
-
-
-def circular_mask(
-    size: int, *, radius: float | None = None, centre: float | None = None
-) -> np.ndarray:
-    """True where a pixel centre of a size × size image lies at most ``radius`` (default
-    size/2: the inscribed circle) from (``centre``, ``centre``) (default (size-1)/2, the
-    rotation axis)."""
-    centre = (size - 1) / 2 if centre is None else centre
-    radius = size / 2 if radius is None else radius
-    rows, cols = np.ogrid[:size, :size]
-    return (rows - centre) ** 2 + (cols - centre) ** 2 <= radius**2

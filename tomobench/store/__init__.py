@@ -126,6 +126,17 @@ class Library:
     def complete(self) -> bool:
         return bool(self.attrs.get("complete")) and not self.path.name.endswith(PARTIAL_SUFFIX)
 
+    def require_complete(self, action: str, *, error: type[Exception] = StoreError) -> None:
+        """Raise ``error`` (one line) unless the library is complete: a build in progress or
+        interrupted has samples not yet written, which read as zeros. ``action`` says what
+        needs it, as in "finish the build before {action}" ("scoring on it")."""
+        if not self.complete:
+            msg = (
+                f"{self.path}: the library is incomplete (a build in progress or "
+                f"interrupted); finish the build before {action}"
+            )
+            raise error(msg)
+
     @property
     def splits(self) -> list[str]:
         present = set(self.store.splits())
@@ -233,7 +244,7 @@ def is_library(path: str | Path) -> bool:
 
 def refuse_library_as_output(path: str | Path) -> None:
     """:class:`StoreError` if the output ``path`` would replace a library (say, the one a
-    command reads, given again as its ``--out``)."""
+    command reads, given again as its output)."""
     if is_library(path):
         msg = f"{path} is a tomobench library: write the output under another name"
         raise StoreError(msg)

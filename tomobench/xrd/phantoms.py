@@ -12,6 +12,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import ndtr
 from skimage.draw import random_shapes
 
+from tomobench.physics.geometry import circular_mask
 from tomobench.xrd.patterns import patterns
 from tomobench.xrd.phases import Phase
 
@@ -70,7 +71,7 @@ def phase_maps(
         maps = _particles(size, n_phases, rng, particle_count, particle_radius, fraction_range)
     total = maps.sum(axis=0)
     maps /= np.maximum(total, 1.0)
-    maps *= _inscribed_circle(size)
+    maps *= circular_mask(size)
     return np.clip(maps, 0.0, 1.0).astype(np.float32)
 
 
@@ -223,12 +224,6 @@ def _uniform_field(shape, value_range, correlation_px, rng):
     else:
         uniform = rng.random(shape)
     return low + (high - low) * uniform
-
-
-def _inscribed_circle(size):
-    centre = (size - 1) / 2
-    rows, cols = np.ogrid[:size, :size]
-    return (rows - centre) ** 2 + (cols - centre) ** 2 <= (size / 2) ** 2
 
 
 def _given_masks(masks, size, n_phases):
