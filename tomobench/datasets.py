@@ -26,10 +26,11 @@ argument. Files are read in the order packaged registry, ``TOMOBENCH_REGISTRY``,
 
 Files are cached in ``pooch.os_cache("tomobench")``, or in ``$TOMOBENCH_DATA_DIR`` when it is
 set. A download goes to a temporary file that pooch moves into place only once its hash
-matches, and archives (``.zip``, ``.tar``, ``.tar.gz``, ``.tgz``) are unpacked by
-:class:`pooch.Unzip` / :class:`pooch.Untar` into a staging folder that is renamed to
-``NAME.unzip`` / ``NAME.untar`` only once complete: whatever the cache holds under a
-registry name is whole. Nothing here touches the disk or the network at import time.
+matches, and archives (``.zip``, ``.tar``, ``.tar.gz``, ``.tgz``) are unpacked (every member
+checked first: no path out of the folder, no device, a bounded size) into a staging folder
+that is renamed to ``NAME.unzip`` / ``NAME.untar`` only once complete: whatever the cache
+holds under a registry name is whole. Nothing here touches the disk or the network at import
+time.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ import shlex
 import shutil
 import sys
 import tarfile
-import tempfile
 import time
 import warnings
 import zipfile
@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from gzip import BadGzipFile
 from pathlib import Path
 
+from tomobench._atomic import atomic_path
 from tomobench.errors import DatasetError
 
 __all__ = [
@@ -119,7 +120,7 @@ def read_registry(path: str | os.PathLike) -> list[Dataset]:
     """The entries of one registry file, in file order."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_regular(path)
     except (OSError, UnicodeDecodeError) as error:
         msg = f"cannot read registry file {path}: {getattr(error, 'strerror', None) or error}"
         raise DatasetError(msg) from None
@@ -135,10 +136,26 @@ def read_registry(path: str | os.PathLike) -> list[Dataset]:
     return list(entries.values())
 
 
+def _read_regular(path: Path) -> str:
+    """The UTF-8 text of a regular file; OSError for anything else (a FIFO would block, a
+    device never end), checked before the file is opened."""
+    import stat
+
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError("not a regular file")
+    return path.read_text(encoding="utf-8")
+
+
+_MAX_LINE = 4096
+"""Longest registry line, in characters: shlex takes quadratic time in a field's length."""
+
+
 def _parse_line(line: str, *, origin: str) -> Dataset:
     def fail(problem: str):
         raise DatasetError(f"{origin}: {problem}")
 
+    if len(line) > _MAX_LINE:
+        fail(f"the line is {len(line)} characters long; a registry line holds at most {_MAX_LINE}")
     try:
         words = shlex.split(line)
     except ValueError as error:  # an unclosed quote
@@ -511,34 +528,24 @@ def _reason(error: Exception) -> str:
 
 
 def _unpack(entry: Dataset, archive: Path, *, fresh: bool) -> Path:
-    """Unpack with pooch's Unzip/Untar into a staging folder, check the members the registry
-    lists, then rename it to NAME.unzip / NAME.untar: a folder under that name is complete."""
-    import pooch
-
+    """Unpack (:func:`_unpack_members`) into a staging folder, check the members the registry
+    lists, then rename it to NAME.unzip / NAME.untar (replacing a folder there whole): a
+    folder under that name is complete."""
     final = _unpacked(entry, archive.parent)
     if final.is_dir() and not fresh:
         return final
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    with atomic_path(final, error=DatasetError) as staging:
+        staging.mkdir()
+        _extract(entry, archive, staging, final)
+    return final
+
+
+def _extract(entry: Dataset, archive: Path, staging: Path, final: Path) -> None:
+    """Unpack ``archive`` into the folder ``staging`` and check that it holds the members the
+    registry lists; :class:`DatasetError` otherwise (an unreadable archive that nothing
+    vouches for is deleted)."""
     try:
-        if entry.archive == "tar":
-            _check_tar(entry, archive, staging)
-        processor = pooch.Unzip if entry.archive == "zip" else pooch.Untar
-        processor(extract_dir=str(staging))(str(archive), "download", None)
-        missing = [member for member in entry.members if not (staging / member).exists()]
-        if missing:
-            msg = (
-                f"{entry.name} lacks {', '.join(missing)}, which the registry expects "
-                f"({entry.origin}); nothing was unpacked"
-            )
-            raise DatasetError(msg)
-        if final.exists():
-            shutil.rmtree(final)
-        try:
-            os.replace(staging, final)
-        except OSError:
-            if not final.is_dir():
-                raise
-            # another process unpacked the same archive meanwhile: theirs is as good
+        _unpack_members(entry, archive, staging)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, BadGzipFile) as error:
         if not entry.verified:  # nothing vouches for the file: do not keep it
             archive.unlink(missing_ok=True)
@@ -547,22 +554,339 @@ def _unpack(entry: Dataset, archive: Path, *, fresh: bool) -> Path:
     except OSError as error:
         msg = f"cannot unpack {entry.name} into {final}: {error.strerror or error}"
         raise DatasetError(msg) from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
+    missing = [member for member in entry.members if not (staging / member).exists()]
+    if missing:
+        msg = (
+            f"{entry.name} lacks {', '.join(missing)}, which the registry expects "
+            f"({entry.origin}); nothing was unpacked"
+        )
+        raise DatasetError(msg)
 
 
-def _check_tar(entry: Dataset, archive: Path, staging: Path) -> None:
-    """Refuse a tar member that would land outside the folder (pooch filters tar members
-    only on Python >= 3.12)."""
-    with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            if hasattr(tarfile, "data_filter"):
-                try:
-                    tarfile.data_filter(member, str(staging))
-                except tarfile.FilterError as error:
-                    msg = f"refusing to unpack {entry.name}: {error}"
-                    raise DatasetError(msg) from None
-            elif member.name.startswith("/") or ".." in Path(member.name).parts:
-                msg = f"refusing to unpack {entry.name}: member {member.name!r} leaves its folder"
-                raise DatasetError(msg)
+_UNPACK_RATIO = 100
+"""Most bytes an archive may unpack to, per byte of the archive (DIV2K's zips of PNGs: 1)."""
+_UNPACK_CEILING = 64 << 30
+"""Most bytes an archive of an entry that declares no size (``size=-``) may unpack to."""
+_TAR_READ = 16 << 20
+"""Most bytes tarfile may read from an archive at once: it reads a pax or GNU long-name
+header whole, whatever size the header claims (file data goes in small reads)."""
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
+def _unpack_members(entry: Dataset, archive: Path, staging: Path) -> None:
+    """Unpack ``archive`` into the empty folder ``staging``, refusing a hostile archive before
+    anything is written: every member is checked first (its path, its type, where a link
+    points, the bytes all members declare), then a tar is extracted with tarfile's ``data``
+    filter where Python has it, a zip by :func:`_write_zip`; the bytes written are counted
+    against the same bound. :class:`DatasetError` names the archive and the member."""
+    budget = _Budget(entry, archive)
+    if entry.archive == "zip":
+        with zipfile.ZipFile(archive) as zipped:
+            infos = _check_zip(entry, zipped, budget)
+            _write_zip(entry, zipped, infos, staging, budget)
+        return
+    with open(archive, "rb") as raw, _decompressed(raw) as stream:
+        source = _TarStream(entry, stream, compressed=stream is not raw)
+        with tarfile.open(fileobj=source, mode="r:") as tar:
+            members = _check_tar(entry, tar, staging, budget)
+            safest = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(staging, members=budget.counted(members, staging), **safest)
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _path_problem(name: str) -> str | None:
+    """What makes a member's path land outside the folder it is unpacked into, or None."""
+    if "\x00" in name:
+        return "has a NUL character in its name"
+    if name.startswith(("/", "\\")) or _DRIVE.match(name):
+        return "has an absolute path"
+    if ".." in re.split(r"[/\\]", name):
+        return "has a '..' component"
+    return None
+
+
+def _relative(name: str) -> str:
+    """A checked member name as the path it lands at, relative to the folder."""
+    return "/".join(part for part in name.split("/") if part not in ("", "."))
+
+
+def _refuse(entry: Dataset, name: str, problem: str) -> DatasetError:
+    msg = (
+        f"refusing to unpack {entry.name}: member {_shorten(name)!r} {problem}; "
+        "nothing was unpacked"
+    )
+    return DatasetError(msg)
+
+
+class _Budget:
+    """The bytes an archive may unpack to: at most ``_UNPACK_RATIO`` × the archive's size, and
+    at most ``_UNPACK_RATIO`` × the size its registry entry declares (``_UNPACK_CEILING`` when
+    it declares none). Checked against the sizes the members declare before anything is
+    written, then against the bytes written."""
+
+    def __init__(self, entry: Dataset, archive: Path):
+        self.entry = entry
+        size = archive.stat().st_size
+        bounds = [(_UNPACK_RATIO * size, f"{_UNPACK_RATIO} × the archive's {size} bytes")]
+        if entry.size is not None:
+            declared = f"{_UNPACK_RATIO} × the {entry.size} bytes its registry entry declares"
+            bounds.append((_UNPACK_RATIO * entry.size, declared))
+        else:
+            unknown = f"the {_UNPACK_CEILING} bytes allowed to an entry of unknown size"
+            bounds.append((_UNPACK_CEILING, unknown))
+        self.bound, self.why = min(bounds, key=lambda bound: bound[0])  # the first of equals
+        self.declared = 0
+        self.written = 0
+
+    def declare(self, nbytes: int, *, complete: bool) -> None:
+        self.declared += nbytes
+        if self.declared > self.bound:
+            least = "" if complete else "at least "
+            msg = (
+                f"refusing to unpack {self.entry.name}: its members would unpack to {least}"
+                f"{self.declared} bytes, more than the bound of {self.bound} bytes ({self.why}); "
+                "nothing was unpacked"
+            )
+            raise DatasetError(msg)
+
+    def write(self, nbytes: int, member: str) -> None:
+        self.written += nbytes
+        if self.written > self.bound:
+            msg = (
+                f"refusing to unpack {self.entry.name}: it wrote more than the bound of "
+                f"{self.bound} bytes ({self.why}) at member {_shorten(member)!r}, though its "
+                f"members declare {self.declared}; stopped, and nothing was kept"
+            )
+            raise DatasetError(msg)
+
+    def counted(self, members: list[tarfile.TarInfo], staging: Path):
+        """``members`` for ``TarFile.extractall``, which extracts each before it asks for the
+        next: the size of each file extracted is then counted."""
+        for member in members:
+            yield member
+            if member.isreg():
+                self.write(os.lstat(staging / _relative(member.name)).st_size, member.name)
+
+
+# --- zip
+
+
+def _check_zip(entry: Dataset, zipped: zipfile.ZipFile, budget: _Budget) -> list:
+    import stat
+
+    infos = zipped.infolist()
+    for info in infos:
+        problem = _path_problem(info.filename)
+        kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
+        if problem is None and info.flag_bits & 0x1:
+            problem = "is encrypted"
+        elif problem is None and info.compress_type not in _ZIP_METHODS:
+            problem = f"uses compression method {info.compress_type}, which Python cannot read"
+        elif problem is None and kind == stat.S_IFLNK:  # unpacked as a file holding the target
+            if info.file_size > 4096:
+                problem = f"is a symbolic link of {info.file_size} bytes"
+            else:
+                target = zipped.read(info).decode("utf-8", "replace")
+                problem = _symlink_problem(_relative(info.filename), target, links=set())
+        elif problem is None and kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            problem = f"is {_special(kind)}"
+        if problem is not None:
+            raise _refuse(entry, info.filename, problem)
+    budget.declare(sum(info.file_size for info in infos if not info.is_dir()), complete=True)
+    return infos
+
+
+def _write_zip(
+    entry: Dataset, zipped: zipfile.ZipFile, infos: list, staging: Path, budget: _Budget
+) -> None:
+    """Write checked zip members under ``staging``, counting the bytes that come out of each:
+    a member that unpacks to more than it declares is refused."""
+    import lzma
+
+    for info in infos:
+        path = _relative(info.filename)
+        if not path:
+            continue
+        target = staging / path
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        try:
+            with zipped.open(info) as source, open(target, "wb") as sink:
+                while chunk := source.read(_CHUNK):
+                    written += len(chunk)
+                    if written > info.file_size:
+                        problem = f"unpacks to more than the {info.file_size} bytes it declares"
+                        raise _refuse(entry, info.filename, problem)
+                    budget.write(len(chunk), info.filename)
+                    sink.write(chunk)
+        except lzma.LZMAError as error:
+            raise zipfile.BadZipFile(f"{info.filename}: {error}") from None
+
+
+# --- tar
+
+
+def _check_tar(entry: Dataset, tar: tarfile.TarFile, staging: Path, budget: _Budget) -> list:
+    """Every member of ``tar``, each checked as it is read (so that a member too large is
+    refused before its data is read past): its path, its type, where a link points, and
+    tarfile's own ``data`` filter where Python has it (it strips a leading ``/`` on some
+    versions rather than refusing: the path checks come first)."""
+    members = []
+    files: set[str] = set()  # regular files (and hard links to them) seen so far
+    links: set[str] = set()  # symbolic links seen so far, case-folded
+    folders: set[str] = set()  # every folder that a member seen so far lies in, case-folded
+    for member in tar:
+        problem = _path_problem(member.name) or _tar_problem(member, files, links, folders)
+        if problem is None and hasattr(tarfile, "data_filter"):
+            try:
+                tarfile.data_filter(member, str(staging))
+            except tarfile.FilterError as error:
+                problem = f"is refused by tarfile's data filter ({_shorten(str(error))})"
+        if problem is not None:
+            raise _refuse(entry, member.name, problem)
+        if member.isreg():
+            budget.declare(member.size, complete=False)
+        members.append(member)
+    return members
+
+
+def _tar_problem(member: tarfile.TarInfo, files: set, links: set, folders: set) -> str | None:
+    """What is wrong with a tar member whose path is checked, given those before it; records
+    it in ``files``, ``links``, ``folders`` when nothing is."""
+    path = _relative(member.name)
+    parts = path.casefold().split("/") if path else []
+    for end in range(1, len(parts) + 1):
+        if "/".join(parts[:end]) in links:
+            return f"lies at or under the symbolic link {'/'.join(path.split('/')[:end])!r}"
+    if (member.issym() or member.islnk()) and not path:
+        return "is a link in place of the folder itself"
+    if member.issym():
+        if path.casefold() in folders:
+            return "is a symbolic link that replaces a folder of earlier members"
+        problem = _symlink_problem(path, member.linkname, links)
+        if problem is None:
+            links.add(path.casefold())
+    elif member.islnk():
+        target = member.linkname
+        problem = _path_problem(target)
+        if problem is not None:
+            problem = f"is a hard link to {_shorten(target)!r}, which {problem}"
+        elif _relative(target) not in files:
+            problem = f"is a hard link to {_shorten(target)!r}, not to a file before it"
+        else:
+            files.add(path)
+    elif member.isreg():
+        problem = None
+        files.add(path)
+    elif member.isdir():
+        problem = None
+    elif member.ischr():
+        problem = "is a character device"
+    elif member.isblk():
+        problem = "is a block device"
+    elif member.isfifo():
+        problem = "is a FIFO"
+    else:
+        problem = f"is neither a file, a folder nor a link (tar type {member.type!r})"
+    if problem is None:
+        folders.update("/".join(parts[:end]) for end in range(1, len(parts)))
+    return problem
+
+
+def _symlink_problem(path: str, target: str, links: set) -> str | None:
+    """What is wrong with a symbolic link at ``path`` (relative to the folder) to ``target``:
+    a target outside the folder, absolute, or reached through another link; else None."""
+    if not target:
+        return "is a symbolic link to nothing"
+    if "\x00" in target or target.startswith(("/", "\\")) or _DRIVE.match(target):
+        return f"is a symbolic link to the absolute path {_shorten(target)!r}"
+    where = path.split("/")[:-1]
+    for part in re.split(r"[/\\]", target):
+        if part in ("", "."):
+            continue
+        if part != "..":
+            where.append(part)
+        elif where:
+            where.pop()
+        else:
+            return f"is a symbolic link to {_shorten(target)!r}, outside the folder"
+        if "/".join(where).casefold() in links:
+            return f"is a symbolic link to {_shorten(target)!r}, through another symbolic link"
+    return None
+
+
+def _special(kind: int) -> str:
+    import stat
+
+    names = {
+        stat.S_IFCHR: "a character device",
+        stat.S_IFBLK: "a block device",
+        stat.S_IFIFO: "a FIFO",
+        stat.S_IFSOCK: "a socket",
+    }
+    return names.get(kind, "neither a file, a folder nor a link")
+
+
+class _TarStream:
+    """An archive's tar bytes (decompressed) for tarfile, which may not read more than
+    ``_TAR_READ`` bytes at once; a decompression error reads as an unreadable tar."""
+
+    def __init__(self, entry: Dataset, stream, compressed: bool):
+        self.entry = entry
+        self.stream = stream
+        self.compressed = compressed
+
+    def read(self, size: int = -1) -> bytes:
+        import lzma
+
+        if size is None or size < 0 or size > _TAR_READ:
+            msg = (
+                f"refusing to unpack {self.entry.name}: a tar header asks to read "
+                f"{'everything' if size is None or size < 0 else f'{size} bytes'} at once, "
+                f"more than {_TAR_READ}; nothing was unpacked"
+            )
+            raise DatasetError(msg)
+        try:
+            return self.stream.read(size)
+        except (EOFError, zlib.error, lzma.LZMAError, OSError) as error:
+            if not self.compressed:
+                raise
+            raise tarfile.ReadError(f"cannot decompress: {error}") from None
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        import lzma
+
+        try:
+            return self.stream.seek(offset, whence)
+        except (EOFError, zlib.error, lzma.LZMAError, OSError) as error:
+            if not self.compressed:
+                raise
+            raise tarfile.ReadError(f"cannot decompress: {error}") from None
+
+    def tell(self) -> int:
+        return self.stream.tell()
+
+
+def _decompressed(raw):
+    """The tar bytes of an open archive: the file itself, or a gzip, bzip2 or xz reader of it,
+    by its first bytes (as tarfile's ``r:*`` would choose)."""
+    import bz2
+    import gzip
+    import lzma
+
+    magic = raw.read(6)
+    raw.seek(0)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if magic.startswith(b"BZh"):
+        return bz2.BZ2File(raw)
+    if magic == b"\xfd7zXZ\x00":
+        return lzma.LZMAFile(raw)
+    return raw

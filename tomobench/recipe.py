@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import reprlib
+import stat
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal, Union, get_args
@@ -700,11 +703,16 @@ def load_recipe(path_or_name: str | Path) -> Recipe:
     """Read a recipe from a YAML file, or a published recipe by name (``shapes-128``); a
     file of that name comes first, a folder of that name does not hide the recipe."""
     path = Path(path_or_name)
-    if not path.is_file():
+    try:
+        regular = path.is_file()
+        absent = not regular and not path.exists()
+    except OSError:  # a name too long: read_yaml says so, unless a published recipe has it
+        regular = absent = False
+    if not regular:
         published = published_recipes()
         if str(path_or_name) in published:
             path = published[str(path_or_name)]
-        elif not path.exists():
+        elif absent:
             names = ", ".join(published) or "none"
             msg = (
                 f"recipe {str(path_or_name)!r} not found: "
@@ -716,20 +724,172 @@ def load_recipe(path_or_name: str | Path) -> Recipe:
 
 def read_yaml(path: Path, *, what: str, error: type[Exception] = RecipeError) -> object:
     """The parsed YAML of a file; ``error`` names ``what`` and the file if it cannot be read
-    or parsed (the line of a syntax error)."""
+    or parsed (the line of a syntax error), or if it is hostile (:class:`_BoundedLoader`):
+    not a regular file, larger than 1 MiB, aliases that expand past 100,000 nodes, nesting
+    deeper than 100 levels, an integer of more than 1,000 characters, a key given twice."""
+    text = _read_text(path, what=what, error=error)
+    shown = _shorten(str(path), 2 * _QUOTE_LIMIT)
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(text, Loader=_BoundedLoader)
+    except _Refused as problem:
+        mark = problem.problem_mark
+        msg = f"{what} {shown}: line {mark.line + 1}: {problem.problem}"
+        raise error(msg) from None
     except yaml.YAMLError as problem:
         mark = getattr(problem, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        msg = f"{what} {path}: not valid YAML{where}: {getattr(problem, 'problem', problem)}"
+        said = " ".join(str(getattr(problem, "problem", None) or problem).split())
+        msg = f"{what} {shown}: not valid YAML{where}: {_shorten(said, _QUOTE_LIMIT)}"
         raise error(msg) from None
-    except OSError as problem:
-        msg = f"{what} {path}: cannot be read: {problem.strerror or problem}"
+    except RecursionError:  # not expected within _YAML_DEPTH levels; never a traceback
+        msg = f"{what} {shown}: nested too deeply (at most {_YAML_DEPTH} levels)"
         raise error(msg) from None
+
+
+_YAML_BYTES = 1 << 20
+"""Largest YAML file tomobench reads (recipes and configs are a few KiB)."""
+_YAML_DEPTH = 100
+"""Deepest nesting of collections in a YAML file, aliases expanded (recipes need 6)."""
+_YAML_EXPANSION = 100_000
+"""Most nodes that the aliases of a YAML file may add, expanded (a billion laughs adds 10⁹)."""
+_YAML_DIGITS = 1_000
+"""Most characters of an integer in a YAML file (Python converts at most 4,300 digits)."""
+_QUOTE_LIMIT = 200
+"""Most characters of a user's input quoted in an error message."""
+
+
+def _read_text(path: Path, *, what: str, error: type[Exception]) -> str:
+    """The UTF-8 text of a regular file of at most ``_YAML_BYTES``: anything else (a folder,
+    a FIFO that would block, a device that never ends) is refused before it is opened."""
+
+    def refuse(problem: str):
+        raise error(f"{what} {_shorten(str(path), 2 * _QUOTE_LIMIT)}: {problem}")
+
+    try:
+        status = os.stat(path)
+        if stat.S_ISREG(status.st_mode):
+            flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+            with os.fdopen(os.open(path, flags), "rb") as file:
+                status = os.fstat(file.fileno())  # what was opened, were the file replaced
+                data = file.read(_YAML_BYTES + 1) if stat.S_ISREG(status.st_mode) else b""
+    except (OSError, ValueError) as problem:  # ValueError: a NUL in the path
+        refuse(f"cannot be read: {getattr(problem, 'strerror', None) or problem}")
+    if not stat.S_ISREG(status.st_mode):
+        refuse(f"cannot be read: {_file_kind(status.st_mode)}, not a regular file")
+    if len(data) > _YAML_BYTES:
+        refuse(f"{status.st_size} bytes, more than a {what} may hold ({_YAML_BYTES} bytes)")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as problem:
-        msg = f"{what} {path}: not UTF-8 text (byte {problem.start}); a YAML file is expected"
-        raise error(msg) from None
+        refuse(f"not UTF-8 text (byte {problem.start}); a YAML file is expected")
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "Is a directory"
+    kinds = {
+        stat.S_IFIFO: "is a FIFO (a named pipe)",
+        stat.S_IFCHR: "is a character device",
+        stat.S_IFBLK: "is a block device",
+        stat.S_IFSOCK: "is a socket",
+    }
+    return kinds.get(stat.S_IFMT(mode), "is not a file")
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """YAML that parses, but that tomobench refuses (see :class:`_BoundedLoader`)."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing what a hostile file would use against it, each with the
+    line where it happens: aliases whose expansion adds more than ``_YAML_EXPANSION`` nodes
+    (a "billion laughs") or an alias inside the node it names (a cycle); nesting deeper than
+    ``_YAML_DEPTH`` (aliases expanded); integers of more than ``_YAML_DIGITS`` characters; a key
+    given twice in one mapping (a merge key ``<<`` may still be overridden)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0  # collections open around the node being composed
+        self._open: set[str] = set()  # anchors of the nodes being composed
+        self._expanded = 0  # nodes the aliases so far add
+        self._shapes: dict[int, tuple[int, int]] = {}  # id(node): (nodes, depth) expanded
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                problem = f"alias *{_shorten(event.anchor, 50)} lies inside the node it names"
+                raise _Refused(problem=problem, problem_mark=event.start_mark)
+            node = super().compose_node(parent, index)
+            nodes, depth = self._shape(node)
+            self._expanded += nodes
+            if self._expanded > _YAML_EXPANSION:
+                problem = f"aliases expand to more than {_YAML_EXPANSION:,} nodes"
+                raise _Refused(problem=problem, problem_mark=event.start_mark)
+            if self._depth + depth > _YAML_DEPTH:
+                problem = f"nested deeper than {_YAML_DEPTH} levels, aliases expanded"
+                raise _Refused(problem=problem, problem_mark=event.start_mark)
+            return node
+        if self._depth >= _YAML_DEPTH:
+            problem = f"nested deeper than {_YAML_DEPTH} levels"
+            raise _Refused(problem=problem, problem_mark=event.start_mark)
+        self._depth += 1
+        if event.anchor is not None:
+            self._open.add(event.anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open.discard(event.anchor)
+
+    def _shape(self, node) -> tuple[int, int]:
+        """(nodes, depth) of a composed node with its aliases expanded."""
+        known = self._shapes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, yaml.ScalarNode):
+            children = []
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = [item for pair in node.value for item in pair]
+        nodes, depth = 1, 0
+        for child in children:
+            child_nodes, child_depth = self._shape(child)
+            nodes, depth = nodes + child_nodes, max(depth, child_depth)
+        self._shapes[id(node)] = shape = (nodes, depth + 1)
+        return shape
+
+    def construct_yaml_int(self, node):
+        digits = len(str(node.value).replace("_", ""))  # sign, prefix and digits
+        if digits > _YAML_DIGITS:
+            problem = f"an integer of {digits} characters (at most {_YAML_DIGITS})"
+            raise _Refused(problem=problem, problem_mark=node.start_mark)
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError as caught:  # Python's limit on converting digits to an integer
+            problem = f"an integer Python cannot read: {_shorten(str(caught), _QUOTE_LIMIT)}"
+            raise _Refused(problem=problem, problem_mark=node.start_mark) from None
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}  # key: the line it is first given at
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    given = key in first
+                except TypeError:  # an unhashable key: PyYAML says so
+                    continue
+                if given:
+                    problem = f"key {_quote(key)} is given twice (first at line {first[key]})"
+                    raise _Refused(problem=problem, problem_mark=key_node.start_mark)
+                first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
 
 
 def parse_recipe(data: object, *, origin: str = "recipe") -> Recipe:
@@ -772,7 +932,9 @@ def _field_path(loc: tuple) -> str:
 
 
 def _describe(item: dict) -> str:
-    path = _field_path(tuple(item["loc"]))
+    """One problem of a validation error, in a bounded length: the path, what is wrong, and
+    the input that was given (at most ``_QUOTE_LIMIT`` characters of each)."""
+    path = _shorten(_field_path(tuple(item["loc"])), _QUOTE_LIMIT)
     kind = item["type"]
     if kind == "extra_forbidden":
         parent = _model_at(tuple(item["loc"][:-1]))
@@ -780,12 +942,45 @@ def _describe(item: dict) -> str:
         return f"{path}: unknown field (allowed here: {allowed})"
     if kind == "missing":
         return f"{path}: field required"
-    message = item["msg"].removeprefix("Value error, ")
+    message = _shorten(item["msg"].removeprefix("Value error, "), 3 * _QUOTE_LIMIT)
     if kind in {"model_type", "union_tag_invalid", "union_tag_not_found"} or "input" not in item:
         return f"{path}: {message}"
     if isinstance(item["input"], dict):
         return f"{path}: {message}"
-    return f"{path}: {message} (got {item['input']!r})"
+    return f"{path}: {message} (got {_quote(item['input'])})"
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text``, cut to ``limit`` characters with "…" where it was longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _BoundedRepr(reprlib.Repr):
+    """``repr`` in bounded time and length: a few levels and items of a collection (shared or
+    cyclic ones too), the start of a long string, and an integer too long for Python to
+    write in digits said by its size."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel = 3
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdict = 8
+        self.maxother = _QUOTE_LIMIT
+
+    def repr_str(self, value, level):
+        return _shorten(repr(value[: _QUOTE_LIMIT + 1]), _QUOTE_LIMIT)
+
+    repr_bytes = repr_str  # YAML's !!binary
+
+    def repr_int(self, value, level):
+        try:
+            return _shorten(repr(value), _QUOTE_LIMIT)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            return f"<an integer of {value.bit_length()} bits>"
+
+
+def _quote(value: object) -> str:
+    """``repr(value)`` in at most ``_QUOTE_LIMIT`` characters, ending in "…" if cut."""
+    return _shorten(_BoundedRepr().repr(value), _QUOTE_LIMIT)
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
