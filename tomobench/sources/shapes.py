@@ -85,6 +85,8 @@ def _clipped(image: np.ndarray, factor: int) -> np.ndarray:
     """``image`` (non-negative) scaled down in each block whose area average exceeds 1, to
     an average of 1: the ground truth clipped to [0, 1], still the area average of the
     rendered image (at factor 1, ``np.clip(image, 0, 1)``)."""
+    if factor == 1:
+        return np.minimum(image, 1.0)
     average = area_average(image, factor)
     if average.max() <= 1.0:
         return image
