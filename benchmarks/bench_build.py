@@ -83,10 +83,10 @@ from tomobench.build import (
 )
 from tomobench.physics.geometry import from_recipe
 from tomobench.physics.projector import get_projector, resolve_backend
-from tomobench.physics.resample import downsample
+from tomobench.physics.resample import area_average, downsample
 from tomobench.recipe import Recipe, load_recipe
 from tomobench.store import open_store
-from tomobench.store.format import array_specs, chunk_bounds, chunk_count
+from tomobench.store.format import FORMAT_VERSION, array_specs, chunk_bounds, chunk_count
 
 SPLIT = "test"
 SUFFIX = {"hdf5": ".h5", "zarr": ".zarr"}
@@ -120,7 +120,7 @@ def time_stages(recipe: Recipe, path: Path) -> tuple[dict[str, float], float, st
     geometry, model = from_recipe(recipe), recipe.geometry.projector
     projector = get_projector(geometry, model=model, backend=backend)
     if backend == "matrix":  # builds and caches the matrix, then cuts it into blocks
-        projector.forward(np.zeros((1, *geometry.image_shape), dtype=np.float32))
+        projector.forward(np.zeros((1, *geometry.rendered_shape), dtype=np.float32))
     setup = time.perf_counter() - start
 
     seconds = dict.fromkeys(STAGES, 0.0)
@@ -128,7 +128,9 @@ def time_stages(recipe: Recipe, path: Path) -> tuple[dict[str, float], float, st
 
     t = clock()
     store = open_store(path, "w-")
-    store.set_attrs({"tomobench_format": 1, "recipe": recipe.canonical_json(), "complete": False})
+    store.set_attrs(
+        {"tomobench_format": FORMAT_VERSION, "recipe": recipe.canonical_json(), "complete": False}
+    )
     store.write_root_array("angles", from_recipe(recipe).angle_values)
     store.create_split(SPLIT, array_specs(recipe, n), chunk_count(n, chunk))
     seconds["writing"] += clock() - t
@@ -140,10 +142,12 @@ def time_stages(recipe: Recipe, path: Path) -> tuple[dict[str, float], float, st
         seconds["seeding"] += clock() - t
         t = clock()
         drawn = draw_samples(recipe, SPLIT, first, rngs)
-        images = drawn.pop("images")
+        rendered = drawn.pop("images")  # finer than the ground truth with oversample > 1
+        factor = recipe.geometry.oversample
+        images = rendered if factor == 1 else area_average(rendered, factor).astype(np.float32)
         seconds["drawing"] += clock() - t
         t = clock()
-        clean = project(recipe, images, backend=backend)
+        clean = project(recipe, rendered, backend=backend)
         seconds["projection"] += clock() - t
         t = clock()
         sinograms = corrupt(recipe, clean, rngs)
