@@ -610,3 +610,318 @@ def test_build_of_a_hostile_recipe_is_one_line_and_exit_2(tmp_path):
         assert_one_line_error(result, words)
         assert not list(tmp_path.glob("lib.h5*")), recipe[:100]
 
+
+
+# --- the command line given hostile submissions, libraries and outputs ------------------
+
+
+@pytest.fixture
+def library_copy(tiny_library, tmp_path) -> Path:
+    """A copy of the tiny HDF5 library, to damage."""
+    import shutil
+
+    return Path(shutil.copy(tiny_library, tmp_path / "copy.h5"))
+
+
+@pytest.fixture(scope="module")
+def zarr_library(tmp_path_factory) -> Path:
+    """A complete Zarr library of the tiny recipe (built once for these tests)."""
+    from tomobench.build import build
+
+    from conftest import make_recipe
+
+    return build(make_recipe(output={"format": "zarr"}), tmp_path_factory.mktemp("z") / "t.zarr")
+
+
+@pytest.fixture
+def submission(tiny_truth, tmp_path) -> Path:
+    """A valid submission (the ground truth itself) for the tiny library's test split."""
+    from tomobench.score import write_submission
+
+    return write_submission(tmp_path / "sub.npy", tiny_truth)
+
+
+def npy_header_only(path: Path, shape: tuple, dtype: str = "<f4") -> Path:
+    """A ``.npy`` file whose header says ``shape`` and which holds none of its data."""
+    with open(path, "wb") as file:
+        np_format = pytest.importorskip("numpy").lib.format
+        np_format.write_array_header_1_0(
+            file, {"descr": dtype, "fortran_order": False, "shape": shape}
+        )
+    return path
+
+
+def test_a_submission_of_the_wrong_shape_is_refused_from_its_header_unread(
+    tiny_library, tmp_path
+):
+    """A huge wrong-shape ``.npy`` would be read whole before its shape was checked: its
+    header says the shape, which is checked first (here the data is not even there)."""
+    from tomobench.errors import SubmissionError
+    from tomobench.score import score
+    from tomobench.show import show
+
+    huge = npy_header_only(tmp_path / "huge.npy", (100_000, 64, 64))
+    for run in (
+        lambda: score(huge, tiny_library, baseline=None),
+        lambda: show(tiny_library, [huge], out=tmp_path / "figure.png"),
+    ):
+        with pytest.raises(SubmissionError) as caught:
+            run()
+        message = one_line(caught.value)
+        assert message == (
+            f"{huge}: reconstructions has shape (100000, 64, 64); split 'test' of tiny-test "
+            "needs (9, 32, 32)"
+        )
+    integers = npy_header_only(tmp_path / "integers.npy", (9, 32, 32), "<i8")
+    with pytest.raises(SubmissionError, match="has dtype int64; submissions must be real"):
+        score(integers, tiny_library, baseline=None)
+    result = cli("score", huge, tiny_library, cwd=tmp_path)
+    assert_one_line_error(result, "has shape (100000, 64, 64)", "needs (9, 32, 32)")
+    assert not (tmp_path / "figure.png").exists()
+
+
+def test_an_hdf5_or_zarr_submission_of_the_wrong_shape_is_refused_unread(
+    tiny_library, tmp_path, monkeypatch
+):
+    import h5py
+    import numpy as np
+    import zarr
+
+    from tomobench.errors import SubmissionError
+    from tomobench.score import score, write_submission
+
+    wrong = np.zeros((9, 16, 16), np.float32)
+    paths = [write_submission(tmp_path / f"wrong{suffix}", wrong) for suffix in (".h5", ".zarr")]
+
+    def unread(*args, **kwargs):
+        raise AssertionError("the submission's data was read before its shape was checked")
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", unread)
+    monkeypatch.setattr(zarr.Array, "__getitem__", unread)
+    for path in paths:
+        with pytest.raises(SubmissionError) as caught:
+            score(path, tiny_library, baseline=None)
+        assert one_line(caught.value) == (
+            f"{path}: reconstructions has shape (9, 16, 16); split 'test' of tiny-test "
+            "needs (9, 32, 32)"
+        )
+
+
+@needs_fifo
+def test_a_fifo_as_a_library_or_a_submission_is_refused_before_it_is_opened(
+    tiny_library, submission, tmp_path
+):
+    """Opening a FIFO waits for a writer, forever: each command is run in a process of its
+    own, ended after a generous time (a regression fails, it does not hang)."""
+    for name in ("lib.h5", "lib.zarr", "sub.h5", "fifo.npy", "sub.zarr"):
+        os.mkfifo(tmp_path / name)
+    cases = [
+        (("info", "lib.h5"), "lib.h5: not a readable hdf5 library: it is a FIFO"),
+        (("info", "lib.zarr"), "lib.zarr: not a readable zarr library: it is a FIFO"),
+        (("score", submission, "lib.h5"), "it is a FIFO (a named pipe), not a regular file"),
+        (("score", "fifo.npy", tiny_library), "fifo.npy: not a readable .npy file: it is a FIFO"),
+        (("score", "sub.h5", tiny_library), "sub.h5: not a readable HDF5 file: it is a FIFO"),
+        (("score", "sub.zarr", tiny_library), "it is a FIFO (a named pipe), not a folder"),
+        (("show", tiny_library, "fifo.npy", "--out", "f.png"), "fifo.npy: not a readable"),
+        (("baseline", "fbp", "lib.zarr", "--out", "b.npy"), "lib.zarr: not a readable zarr"),
+    ]
+    for args, words in cases:
+        result = cli(*args, cwd=tmp_path, timeout=30)
+        assert_one_line_error(result, words)
+    assert not (tmp_path / "f.png").exists() and not (tmp_path / "b.npy").exists()
+
+
+def test_an_output_name_too_long_is_one_line_naming_it_shortened(
+    tiny_library, submission, tmp_path
+):
+    long = "n" * 300
+    cases = [
+        ("info", f"{long}.h5"),
+        ("score", submission, f"{long}.h5"),
+        ("score", submission, tiny_library, "--json", f"{long}.json"),
+        ("score", submission, tiny_library, "--csv", f"{long}.csv"),
+        ("baseline", "fbp", tiny_library, "--out", f"{long}.npy"),
+        ("show", tiny_library, "--out", f"{long}.png"),
+    ]
+    for args in cases:
+        result = cli(*args, cwd=tmp_path)
+        line = assert_one_line_error(result, "file name too long", "nnnn…nnnn")
+        assert long not in line and len(line) < 300, line
+        assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "cache") == ["sub.npy"]
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` (or ``path`` itself) and its bytes."""
+    if path.is_file():
+        return {path.name: path.read_bytes()}
+    return {str(p.relative_to(path)): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+def test_baseline_replaces_only_a_submission_unless_told_to(tiny_library, tmp_path):
+    """What the command did not make is never replaced without --overwrite: a Zarr group
+    that is not a submission, an HDF5 file with other arrays, an integer ``.npy``."""
+    import h5py
+    import numpy as np
+    import zarr
+
+    from tomobench.score import read_submission, write_submission
+
+    precious = tmp_path / "precious.zarr"
+    zarr.open_group(str(precious), mode="w").create_array("data", shape=(3,), dtype="i4")[:] = 7
+    with h5py.File(tmp_path / "precious.h5", "w") as file:
+        file["reconstructions"] = np.zeros(3, np.float32)
+        file["notes"] = np.ones(2)
+    np.save(tmp_path / "precious.npy", np.arange(5))
+    for name in ("precious.zarr", "precious.h5", "precious.npy"):
+        before = tree(tmp_path / name)
+        result = cli("baseline", "fbp", tiny_library, "--out", name, cwd=tmp_path)
+        assert_one_line_error(result, name, "refusing to replace it without --overwrite")
+        assert tree(tmp_path / name) == before, name
+    # a submission tomobench wrote is replaced; anything else, with --overwrite
+    old = write_submission(tmp_path / "old.h5", np.zeros((2, 2), np.float32))
+    for name in ("old.h5", "precious.zarr"):
+        extra = ["--overwrite"] if name.startswith("precious") else []
+        result = cli("baseline", "fbp", tiny_library, "--out", name, *extra, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert read_submission(tmp_path / name).shape == (9, 32, 32)
+    assert old.exists()
+
+
+def test_score_never_writes_its_report_over_the_submission_or_the_library(
+    tiny_library, submission, tmp_path
+):
+    before = submission.read_bytes()
+    os.link(submission, tmp_path / "also.json")
+    library_before = tiny_library.stat().st_mtime_ns
+    cases = [
+        (("--json", submission), "--json", "is the submission"),
+        (("--csv", submission), "--csv", "is the submission"),
+        (("--json", tmp_path / "also.json"), "also.json", "is the submission"),
+        (("--csv", tiny_library), "tiny.h5 is a tomobench library"),
+        (("--json", tmp_path / "r.json", "--csv", tmp_path / "r.json"), "--csv", "--json"),
+    ]
+    for args, *words in cases:
+        result = cli("score", submission, tiny_library, *args, cwd=tmp_path)
+        assert_one_line_error(result, *words)
+        assert submission.read_bytes() == before
+    assert tiny_library.stat().st_mtime_ns == library_before
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_group_in_place_of_an_array_is_a_damaged_library(library_copy, submission, tmp_path):
+    import h5py
+
+    with h5py.File(library_copy, "r+") as file:
+        del file["test/images"]
+        file.create_group("test/images")
+    for args in (
+        ("info", library_copy),
+        ("score", submission, library_copy),
+        ("show", library_copy, submission, "--out", "f.png"),
+    ):
+        result = cli(*args, cwd=tmp_path)
+        line = assert_one_line_error(result, str(library_copy), "a damaged library")
+        assert "test/images is a group, not an array" in line
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_shapes_that_disagree_with_the_recipe_or_each_other_are_a_damaged_library(
+    library_copy, submission, tmp_path
+):
+    """Not the submission's wrong shape: the library's images disagree with its recipe
+    (its recipe says 64², the arrays are 32²) or with its sinograms."""
+    import h5py
+    import numpy as np
+
+    from tomobench.errors import StoreError
+    from tomobench.score import score
+
+    with h5py.File(library_copy, "r+") as file:
+        recipe = json.loads(file.attrs["recipe"])
+        recipe["source"]["size"] = 64
+        file.attrs["recipe"] = json.dumps(recipe)
+    with pytest.raises(StoreError) as caught:
+        score(submission, library_copy)
+    message = one_line(caught.value)
+    assert message.startswith(f"{library_copy}: a damaged library: test/images has shape")
+    assert "(9, 64, 64)" in message and str(submission) not in message
+    result = cli("baseline", "fbp", library_copy, "--out", "b.npy", cwd=tmp_path)
+    assert_one_line_error(result, str(library_copy), "a damaged library", "size 64")
+
+    with h5py.File(library_copy, "r+") as file:
+        recipe["source"]["size"] = 32
+        file.attrs["recipe"] = json.dumps(recipe)
+        sinograms = file["test/sinograms"][:8]
+        del file["test/sinograms"]
+        file["test/sinograms"] = sinograms.astype(np.float32)
+    result = cli("score", submission, library_copy, cwd=tmp_path)
+    line = assert_one_line_error(result, str(library_copy), "a damaged library")
+    assert "test/sinograms has shape (8," in line and "sub.npy" not in line
+
+
+def test_zarr_metadata_that_disagrees_with_its_chunks_is_a_damaged_library(
+    zarr_library, tmp_path
+):
+    """Array metadata that no longer matches the bytes of its chunks (another dtype, or
+    another shape) is said to be damage, naming the library and the array."""
+    import shutil
+
+    from tomobench.score import write_submission
+
+    truth_shape = (9, 32, 32)
+    import numpy as np
+
+    sub = write_submission(tmp_path / "sub.npy", np.zeros(truth_shape, np.float32))
+    for change, words in (
+        ({"data_type": "float64"}, "test/images"),
+        ({"shape": [9, 64, 64]}, "test/images has shape (9, 64, 64)"),
+    ):
+        copy = tmp_path / "z.zarr"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(zarr_library, copy)
+        meta_path = copy / "test" / "images" / "zarr.json"
+        meta = json.loads(meta_path.read_text())
+        meta.update(change)
+        meta_path.write_text(json.dumps(meta))
+        for args in (
+            ("show", copy, "--out", "f.png"),
+            ("score", sub, copy),
+        ):
+            result = cli(*args, cwd=tmp_path)
+            line = assert_one_line_error(result, str(copy), "a damaged library", words)
+            assert "sub.npy" not in line
+        assert not (tmp_path / "f.png").exists()
+
+
+def test_a_format_1_library_of_other_shapes_is_named_as_such_not_as_damaged(tmp_path):
+    """Format 1's default detector was the image size: such a library's recipe (detector
+    null) now makes other shapes. It is refused as an older format, not as damaged."""
+    import json
+
+    import h5py
+
+    from tomobench.build import build
+    from tomobench.errors import StoreError, SubmissionError
+    from tomobench.score import score, write_submission
+
+    from conftest import make_recipe
+
+    recipe = make_recipe(
+        source={"mask_radius": 14}, geometry={"detector": 32}, noise=[],
+        splits={"train": 0, "val": 0, "test": 2},
+    )  # fmt: skip
+    path = build(recipe, tmp_path / "old.h5")
+    with h5py.File(path, "r+") as file:  # as format 1 wrote it: the detector left null
+        data = json.loads(file.attrs["recipe"])
+        data["geometry"]["detector"] = None
+        file.attrs["recipe"] = json.dumps(data)
+        file.attrs["tomobench_format"] = 1
+        truth = file["test/images"][...]
+    submission = write_submission(tmp_path / "s.npy", truth)
+    with pytest.raises((StoreError, SubmissionError)) as error:
+        score(submission, path)
+    message = str(error.value)
+    assert "a library of format 1, made by an earlier tomobench" in message
+    assert "damaged" not in message and "\n" not in message

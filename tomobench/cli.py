@@ -170,11 +170,14 @@ def baseline(
     ),
     nonnegative: bool = typer.Option(False, "--nonnegative", help="clip negative values"),
     mask: bool = typer.Option(False, "--mask", help="restrict to the inscribed circle"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="replace what is at --out, even if not a submission"
+    ),
 ) -> None:
     """Reconstruct a split with a classical method and write it as a submission."""
     from tomobench import baselines
     from tomobench.errors import RecipeError
-    from tomobench.score import write_submission
+    from tomobench.score import check_submission_output, write_submission
     from tomobench.store import open_library
 
     options = {"nonnegative": nonnegative, "mask": mask}
@@ -185,10 +188,13 @@ def baseline(
         options["filter"] = filter
     elif iterations is not None:
         options["iterations"] = iterations
+    check_submission_output(out_path, overwrite=overwrite)  # before the work, not after it
     started = time.perf_counter()
     with open_library(library) as lib:
+        if split in lib.splits:
+            lib.check_split(split)
         reconstructions = baselines.run(method, lib, split=split, **options)
-    path = write_submission(out_path, reconstructions)
+    path = write_submission(out_path, reconstructions, overwrite=overwrite)
     seconds = time.perf_counter() - started
     out.print(
         f"wrote {path}: {method} of {len(reconstructions)} samples in {seconds:.1f} s "
@@ -219,8 +225,8 @@ def score(
     """Score a submission against a split's ground truth, beside FBP."""
     from tomobench.errors import SubmissionError
     from tomobench.leaderboard import add_to_leaderboard, identity_check
+    from tomobench.score import check_output
     from tomobench.score import score as run_score
-    from tomobench.store import refuse_library_as_output
 
     if leaderboard is not None and not method:
         msg = "--leaderboard needs --method NAME"
@@ -228,9 +234,12 @@ def score(
     if overwrite and leaderboard is None:
         msg = "--overwrite applies to a leaderboard entry: give --leaderboard DIR too"
         raise SubmissionError(msg)
-    for output in (json_path, csv_path):  # said before the work of scoring, not after it
-        if output is not None:
-            refuse_library_as_output(output)
+    inputs = {"submission": submission, "library": library}
+    for option, output in (("--json", json_path), ("--csv", csv_path)):
+        if output is not None:  # said before the work of scoring, not after it
+            check_output(output, option=option, inputs=inputs)
+    if json_path is not None and csv_path is not None:
+        check_output(csv_path, option="--csv", inputs={"--json report": json_path})
     check = identity_check(leaderboard) if leaderboard is not None else None
     report = run_score(submission, library, split=split, check=check)
     identity = report.identity
@@ -291,11 +300,19 @@ def predict(
     out_path: Path = typer.Option(..., "--out", help="submission to write (.npy, .h5, .zarr)"),
     split: str = typer.Option("test", "--split"),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="samples per model call"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="replace what is at --out, even if not a submission"
+    ),
 ) -> None:
     """Reconstruct a split with a trained model and write it as a submission."""
+    from tomobench.score import check_submission_output
+
+    check_submission_output(out_path, overwrite=overwrite)  # before the work, not after it
     models = _models()
     started = time.perf_counter()
-    path = models.predict(run, library, split=split, out=out_path, batch_size=batch_size)
+    path = models.predict(
+        run, library, split=split, out=out_path, batch_size=batch_size, overwrite=overwrite
+    )
     seconds = time.perf_counter() - started
     out.print(f"wrote {path}: {run} on split {split} of {library} in {seconds:.1f} s")
 

@@ -15,7 +15,9 @@ table, JSON and CSV). Its names (``Report``, ``summarise``, …) can be imported
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +38,10 @@ __all__ = [
     "KEY",
     "STATISTICS",
     "Report",
+    "check_output",
     "check_submission",
+    "check_submission_output",
+    "expectation",
     "format_value",
     "jsonable",
     "per_channel_scores",
@@ -69,8 +74,13 @@ def _format_of(path: Path) -> str:
     return format
 
 
-def write_submission(path: str | Path, reconstructions: np.ndarray) -> Path:
+def write_submission(
+    path: str | Path, reconstructions: np.ndarray, *, overwrite: bool = False
+) -> Path:
     """Write ``reconstructions`` as a submission at ``path``, the format chosen by its suffix.
+
+    What is already at ``path`` is replaced only if it is a submission tomobench writes (see
+    :func:`check_submission_output`) or ``overwrite`` is true; a library, never.
 
     The array is written as it is (its contents are checked when it is scored). It is first
     written under a hidden temporary name beside ``path`` and renamed, so an interrupted
@@ -79,6 +89,7 @@ def write_submission(path: str | Path, reconstructions: np.ndarray) -> Path:
     """
     path = Path(path)
     format = _format_of(path)
+    check_submission_output(path, overwrite=overwrite)
     array = np.asarray(reconstructions)
     with atomic_path(path, error=SubmissionError) as temporary:
         if path.is_dir() and not (format == "zarr" and (path / "zarr.json").is_file()):
@@ -105,40 +116,71 @@ def write_submission(path: str | Path, reconstructions: np.ndarray) -> Path:
     return path
 
 
-def read_submission(path: str | Path) -> np.ndarray:
+def read_submission(
+    path: str | Path, *, expect: Callable[[tuple, np.dtype], None] | None = None
+) -> np.ndarray:
     """The ``reconstructions`` array of the submission at ``path`` (read whole, unchecked).
 
+    ``expect``, if given, is called as ``expect(shape, dtype)`` with what the file's
+    metadata (the ``.npy`` header, the HDF5 or Zarr array's) says, before any data is
+    read; it raises to refuse (a wrong shape is refused without reading the file).
+
     Raises :class:`SubmissionError` with one line naming the file for an unknown suffix, a
-    missing, empty or truncated file, or a file without an array ``reconstructions``.
+    missing, empty or truncated file, a file without an array ``reconstructions``, or what
+    is not a regular file (``.npy``, ``.h5``) or a folder (``.zarr``): a FIFO, a device.
     """
+    from tomobench.store import path_status, require_kind, shorten
+
     path = Path(path)
     format = _format_of(path)
-    if not path.exists():
-        msg = f"{path}: no such submission"
+    status = path_status(path, error=SubmissionError)
+    if status is None:
+        msg = f"{shorten(path)}: no such submission"
         raise SubmissionError(msg)
+    what = {"npy": ".npy file", "hdf5": "HDF5 file", "zarr": "Zarr group"}[format]
+    require_kind(path, format, what=what, error=SubmissionError, status=status)
     readers = {"npy": _read_npy, "hdf5": _read_hdf5, "zarr": _read_zarr}
-    return readers[format](path)
+    return readers[format](path, expect or _accept)
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def _accept(shape: tuple, dtype: np.dtype) -> None:
+    """Any shape and dtype (:func:`read_submission` without ``expect``)."""
+
+
+def _npy_header(file) -> tuple[tuple, np.dtype] | None:
+    """(shape, dtype) from the header of the ``.npy`` file open at its start, or None for a
+    header version this numpy cannot parse alone."""
+    version = np.lib.format.read_magic(file)
+    headers = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    if version in headers:
+        shape, _, dtype = headers[version](file)
+        return tuple(shape), dtype
+    read = getattr(np.lib.format, "_read_array_header", None)
+    if read is None:
+        return None
+    shape, _, dtype = read(file, version)
+    return tuple(shape), dtype
+
+
+def _read_npy(path: Path, expect) -> np.ndarray:
     try:
         with open(path, "rb") as file:
             if path.stat().st_size == 0:
                 msg = f"{path}: the file is empty"
                 raise SubmissionError(msg)
-            version = np.lib.format.read_magic(file)
-            headers = {
-                (1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0,
-            }
-            if version in headers:
-                shape, _, dtype = headers[version](file)
+            header = _npy_header(file)
+            if header is not None:
+                shape, dtype = header
                 if dtype.hasobject:
                     msg = (
                         f"{path}: {KEY} holds Python objects (dtype {dtype}); submissions "
                         "must be real floating point"
                     )
                     raise SubmissionError(msg)
+                expect(shape, dtype)  # before a byte of the data is read
                 needed = math.prod(shape) * dtype.itemsize
                 present = path.stat().st_size - file.tell()
                 if present < needed:
@@ -156,7 +198,7 @@ def _read_npy(path: Path) -> np.ndarray:
         raise SubmissionError(msg) from None
 
 
-def _read_hdf5(path: Path) -> np.ndarray:
+def _read_hdf5(path: Path, expect) -> np.ndarray:
     import h5py
 
     if path.is_file() and path.stat().st_size == 0:
@@ -171,6 +213,7 @@ def _read_hdf5(path: Path) -> np.ndarray:
             if not isinstance(node, h5py.Dataset):
                 msg = f"{path}: {KEY!r} is a group, not an array"
                 raise SubmissionError(msg)
+            expect(tuple(node.shape), node.dtype)
             return node[()]
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         if isinstance(error, SubmissionError):
@@ -179,7 +222,7 @@ def _read_hdf5(path: Path) -> np.ndarray:
         raise SubmissionError(msg) from None
 
 
-def _read_zarr(path: Path) -> np.ndarray:
+def _read_zarr(path: Path, expect) -> np.ndarray:
     import zarr
 
     try:
@@ -191,6 +234,7 @@ def _read_zarr(path: Path) -> np.ndarray:
         if not isinstance(node, zarr.Array):
             msg = f"{path}: {KEY!r} is a group, not an array"
             raise SubmissionError(msg)
+        expect(tuple(node.shape), np.dtype(node.dtype))
         return node[...]
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:  # codecs
         if isinstance(error, SubmissionError):
@@ -226,19 +270,7 @@ def check_submission(
     """
     _check_library(library, split)
     array = np.asarray(array)
-    name = library.recipe.name
-    if array.dtype.kind != "f":
-        msg = (
-            f"{source}: {KEY} has dtype {array.dtype}; submissions must be real floating "
-            "point (float32 or float64, say)"
-        )
-        raise SubmissionError(msg)
-    expected = tuple(library[f"{split}/images"].shape)
-    if array.shape != expected:
-        msg = (
-            f"{source}: {KEY} has shape {array.shape}; split {split!r} of {name} needs {expected}"
-        )
-        raise SubmissionError(msg)
+    expectation(library, split, source=source)(array.shape, array.dtype)
     finite = np.isfinite(array)
     if not finite.all():
         nan = int(np.isnan(array).sum())
@@ -253,6 +285,33 @@ def check_submission(
     return array
 
 
+def expectation(
+    library, split: str, *, source: str | Path = "submission"
+) -> Callable[[tuple, np.dtype], None]:
+    """``expect(shape, dtype)``, raising :class:`SubmissionError` (one line that starts
+    with ``source``) unless ``dtype`` is real floating point and ``shape`` the split's
+    ``images`` shape: what :func:`read_submission` checks from a file's metadata before
+    it reads the data."""
+    expected = tuple(int(n) for n in library[f"{split}/images"].shape)
+    name = library.recipe.name
+
+    def expect(shape: tuple, dtype: np.dtype) -> None:
+        if np.dtype(dtype).kind != "f":
+            msg = (
+                f"{source}: {KEY} has dtype {dtype}; submissions must be real floating "
+                "point (float32 or float64, say)"
+            )
+            raise SubmissionError(msg)
+        if tuple(shape) != expected:
+            msg = (
+                f"{source}: {KEY} has shape {tuple(shape)}; split {split!r} of {name} "
+                f"needs {expected}"
+            )
+            raise SubmissionError(msg)
+
+    return expect
+
+
 def _check_library(library, split: str, *, action: str = "scoring on it") -> None:
     library.require_complete(action, error=SubmissionError)
     if split not in library.splits:
@@ -261,6 +320,122 @@ def _check_library(library, split: str, *, action: str = "scoring on it") -> Non
             f"(it has {', '.join(library.splits) or 'none'})"
         )
         raise SubmissionError(msg)
+    library.check_split(split)  # a damaged library is said to be, not blamed on a submission
+
+
+# -- outputs --------------------------------------------------------------------------------
+
+
+def check_output(path: str | Path, *, option: str, inputs: dict[str, str | Path]) -> None:
+    """Raise :class:`SubmissionError` (one line) if the output ``path`` (given as
+    ``option``) cannot be written: a name too long for the file system, a library, or one
+    of ``inputs`` (label → path: the submission, the library), which it would replace."""
+    from tomobench.store import path_status, refuse_library_as_output, shorten
+
+    path = Path(path)
+    _check_name_length(path, option)
+    status = path_status(path, error=SubmissionError)
+    refuse_library_as_output(path)
+    for label, other in inputs.items():
+        other = Path(other)
+        same = path.absolute() == other.absolute()
+        if not same and status is not None:
+            try:
+                same = path_status(other, error=SubmissionError) is not None and (
+                    os.path.samefile(path, other)
+                )
+            except OSError:
+                same = False
+        if same:
+            msg = f"{option} {shorten(path)} is the {label}: write it under another name"
+            raise SubmissionError(msg)
+
+
+def _check_name_length(path: Path, option: str) -> None:
+    """A one-line error if the name of ``path``, or of the temporary beside it that an
+    output is written through, is longer than the file system allows."""
+    from tomobench._atomic import _temporary
+    from tomobench.store import shorten
+
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        limit = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    longest = max(len(os.fsencode(p.name)) for p in (path, _temporary(path)))
+    if longest > limit:
+        msg = f"{option} {shorten(path)}: file name too long (more than {limit} bytes)"
+        raise SubmissionError(msg)
+
+
+def check_submission_output(
+    path: str | Path, *, overwrite: bool = False, option: str = "--out"
+) -> None:
+    """Raise :class:`SubmissionError` (one line) unless a submission may be written at
+    ``path``: nothing is there, or a submission tomobench writes (a ``.npy`` file of real
+    floating point values; an HDF5 file or a Zarr group holding exactly one array,
+    ``reconstructions``), or ``overwrite`` is true. A library is never replaced, a name too
+    long for the file system never written."""
+    from tomobench.store import path_status, refuse_library_as_output, shorten
+
+    path = Path(path)
+    _check_name_length(path, option)
+    status = path_status(path, error=SubmissionError)
+    refuse_library_as_output(path)
+    if status is None:
+        return
+    format = _format_of(path)
+    if path.is_dir() and not (format == "zarr" and (path / "zarr.json").is_file()):
+        msg = f"cannot write {shorten(path)}: a folder that is not a Zarr submission is there"
+        raise SubmissionError(msg)  # never replaced by a file, even with --overwrite
+    if overwrite:
+        return
+    what = _submission_kind(path, format, status)
+    if what is not None:
+        msg = (
+            f"{option} {shorten(path)}: {what}, not a submission tomobench wrote; "
+            "refusing to replace it without --overwrite"
+        )
+        raise SubmissionError(msg)
+
+
+def _submission_kind(path: Path, format: str, status) -> str | None:
+    """None if ``path`` holds a submission as tomobench writes them, else what it is."""
+    import stat
+
+    from tomobench.store import _file_kind
+
+    needed = stat.S_ISDIR if format == "zarr" else stat.S_ISREG
+    if not needed(status.st_mode):
+        return f"it is {_file_kind(status.st_mode)}"
+    try:
+        if format == "npy":
+            with open(path, "rb") as file:
+                header = _npy_header(file)
+            if header is None or header[1].kind != "f":
+                return "it is a .npy file that does not hold real floating point values"
+            return None
+        if format == "hdf5":
+            import h5py
+
+            if not h5py.is_hdf5(path):
+                return "it is not an HDF5 file"
+            with h5py.File(path, "r") as file:
+                names = list(file.keys())
+                if names == [KEY] and isinstance(file[KEY], h5py.Dataset):
+                    return None
+            return f"it holds {_names(names)}"
+        meta = json.loads((path / "zarr.json").read_text())
+        members = sorted(p.name for p in path.iterdir() if p.name != "zarr.json")
+        if meta.get("node_type") != "group":
+            return "it is not a Zarr group"
+        if members == [KEY]:
+            array = json.loads((path / KEY / "zarr.json").read_text())
+            if array.get("node_type") == "array":
+                return None
+        return f"it holds {_names(members)}"
+    except (OSError, ValueError, KeyError, EOFError, AttributeError):
+        return "it does not read as a submission"
 
 
 # -- scoring --------------------------------------------------------------------------------
@@ -332,8 +507,12 @@ def score(
         if check is not None:
             check(library, split)
         recipe = library.recipe
+        expect = expectation(library, split, source=submission_path)
         array = check_submission(
-            read_submission(submission_path), library, split, source=submission_path
+            read_submission(submission_path, expect=expect),
+            library,
+            split,
+            source=submission_path,
         )
         images = library.read(f"{split}/images")
         hyperspectral = images.ndim == 4

@@ -17,7 +17,9 @@ from tomobench._atomic import atomic_path
 from tomobench.errors import SubmissionError
 from tomobench.score import (
     _check_library,
+    check_output,
     check_submission,
+    expectation,
     per_sample_scores,
     read_submission,
 )
@@ -51,14 +53,21 @@ def show(
 
     refuse_library_as_output(out)  # before any work
     kind = _figure_format(Path(out))
+    inputs = {"library": library_path}
+    inputs.update({f"submission {Path(path).name}": path for path in submissions})
+    check_output(out, option="out", inputs=inputs)
     with open_library(library_path) as library:
         _check_library(library, split, action="showing it")
-        images = library[f"{split}/images"]
-        indices = _indices(samples, images.shape[0], f"split {split!r} of {library.recipe.name}")
-        truth = np.stack([images[index] for index in indices])
+        key = f"{split}/images"
+        count = library[key].shape[0]
+        indices = _indices(samples, count, f"split {split!r} of {library.recipe.name}")
+        truth = np.stack([library.read(key, index) for index in indices])
         columns = [("FBP", baselines.run("fbp", library, split=split, indices=indices))]
         for path in submissions:
-            array = check_submission(read_submission(path), library, split, source=path)
+            expect = expectation(library, split, source=path)
+            array = check_submission(
+                read_submission(path, expect=expect), library, split, source=path
+            )
             columns.append((Path(path).name, array[indices]))
     figure = _draw(truth, columns, indices)
     return _save(figure, Path(out), kind)

@@ -16,7 +16,7 @@ import numpy as np
 
 from tomobench.models.data import Normalisation, chunk_length
 from tomobench.models.errors import RunError
-from tomobench.score import write_submission
+from tomobench.score import check_submission_output, write_submission
 from tomobench.store import open_library
 from tomobench.store.format import chunk_bounds, chunk_count
 
@@ -74,19 +74,24 @@ def predict(
     out: str | Path,
     batch_size: int = 256,
     clip: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Reconstruct split ``split`` of a library with the model of run folder ``run`` and
     write the images as a submission at ``out`` (.npy, .h5 or .zarr); return its path.
+    What is at ``out`` is replaced only if it is a submission tomobench wrote, or
+    ``overwrite`` is true (:func:`~tomobench.score.check_submission_output`: checked before
+    the model runs).
 
     Raises :class:`~.errors.RunError` for a folder without a trained model, an incomplete
     library, a missing split, or sinograms or images whose shape the model does not take.
     """
+    check_submission_output(out, overwrite=overwrite)
     model, normalisation = load_run(run)
     with open_library(library_path) as library:
         images = reconstruct_split(
             model, normalisation, library, split=split, batch_size=batch_size, clip=clip
         )
-    return write_submission(out, images)
+    return write_submission(out, images, overwrite=overwrite)
 
 
 def reconstruct_split(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
+import stat
 from pathlib import Path
 
 import h5py
@@ -31,12 +34,81 @@ def _store_class(format: str):
     return ZarrStore
 
 
+def shorten(path: str | Path, limit: int = 120) -> str:
+    """``path`` as text of at most ``limit`` characters: its start and its end, with "…"
+    between where it was longer."""
+    text = str(path)
+    if len(text) <= limit:
+        return text
+    tail = limit // 3
+    return f"{text[: limit - tail - 1]}…{text[-tail:]}"
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {
+        stat.S_IFDIR: "a folder",
+        stat.S_IFREG: "a regular file",
+        stat.S_IFIFO: "a FIFO (a named pipe)",
+        stat.S_IFCHR: "a character device",
+        stat.S_IFBLK: "a block device",
+        stat.S_IFSOCK: "a socket",
+    }
+    return kinds.get(stat.S_IFMT(mode), "not a file")
+
+
+def path_status(path: str | Path, *, error: type[Exception] = StoreError) -> os.stat_result | None:
+    """``os.stat`` of ``path`` (links followed), or None if nothing is there; a path that
+    cannot be looked at (a name too long, a folder without permission) raises ``error`` with
+    one line naming it (shortened)."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as problem:  # ValueError: a NUL in the path
+        if getattr(problem, "errno", None) == errno.ENOTDIR:
+            return None
+        reason = getattr(problem, "strerror", None) or str(problem)
+        if getattr(problem, "errno", None) == errno.ENAMETOOLONG:
+            reason = "file name too long"
+        msg = f"{shorten(path)}: {reason}"
+        raise error(msg) from None
+
+
+def require_kind(
+    path: str | Path,
+    format: str,
+    *,
+    what: str | None = None,
+    error: type[Exception] = StoreError,
+    status: os.stat_result | None = None,
+) -> None:
+    """Raise ``error`` (saying ``path`` is not a readable ``what``, by default a
+    ``format`` library) unless ``path`` is what ``format`` reads: a regular file (HDF5, NPY)
+    or a folder (Zarr). Checked before anything opens it: a FIFO would block the reader
+    forever, a device never end."""
+    status = status if status is not None else path_status(path, error=error)
+    if status is None:
+        return
+    want = stat.S_ISDIR if format == "zarr" else stat.S_ISREG
+    if not want(status.st_mode):
+        needed = "a folder" if format == "zarr" else "a regular file"
+        msg = (
+            f"{shorten(path)}: not a readable {what or f'{format} library'}: it is "
+            f"{_file_kind(status.st_mode)}, not {needed}"
+        )
+        raise error(msg)
+
+
 def open_store(path: Path, mode: str = "r", *, format: str | None = None):
-    """The HDF5 or Zarr store at ``path`` (format from the suffix unless given)."""
+    """The HDF5 or Zarr store at ``path`` (format from the suffix unless given). Read
+    modes refuse what the format cannot be: not a regular file (HDF5), not a folder
+    (Zarr)."""
     format = format or format_of(path)
     if format not in _FORMATS:
-        msg = f"{path}: cannot tell the format (name it *.h5, *.hdf5 or *.zarr)"
+        msg = f"{shorten(path)}: cannot tell the format (name it *.h5, *.hdf5 or *.zarr)"
         raise StoreError(msg)
+    if mode == "r":
+        require_kind(path, format)
     try:
         return _store_class(format)(path, mode)
     except (OSError, ValueError, KeyError) as error:
@@ -151,10 +223,74 @@ class Library:
             msg = f"{self.path}: no split {split!r} (has {', '.join(self.splits) or 'none'})"
             raise StoreError(msg)
         try:
-            return self.store.arrays(split)
-        except (OSError, ValueError, KeyError) as error:  # an array's metadata lost or broken
+            arrays = self.store.arrays(split)
+        except (OSError, ValueError, KeyError, TypeError) as error:  # metadata lost or broken
             msg = f"{self.path}: a damaged library: split {split!r} does not read ({error})"
             raise StoreError(msg) from None
+        for name, node in arrays.items():
+            if not _is_array(node):
+                msg = f"{self.path}: a damaged library: {split}/{name} is a group, not an array"
+                raise StoreError(msg)
+        return arrays
+
+    def check_split(self, split: str) -> None:
+        """Raise :class:`StoreError` (one line naming the library and the array) unless the
+        arrays of ``split`` are what its recipe makes: ``images`` and ``sinograms`` present,
+        real floating point, each array of the shape the recipe gives for the split's sample
+        count. Reads metadata only. A library that fails is damaged (or its ``recipe``
+        attribute is not the one that made it), whatever a submission holds."""
+        from tomobench.store.format import array_specs
+
+        arrays = self.arrays(split)
+        missing = [name for name in ("images", "sinograms") if name not in arrays]
+        if missing:
+            msg = (
+                f"{self.path}: a damaged library: split {split!r} has no array "
+                f"{' or '.join(map(repr, missing))}"
+            )
+            raise StoreError(msg)
+        count = int(arrays["images"].shape[0]) if arrays["images"].shape else 0
+        try:
+            specs = {spec.name: spec for spec in array_specs(self.recipe, count)}
+        except (TypeError, ValueError, KeyError) as error:  # a recipe that makes no arrays
+            msg = f"{self.path}: a damaged library: its recipe gives no array shapes ({error})"
+            raise StoreError(msg) from None
+        for name, array in arrays.items():
+            spec = specs.get(name)
+            if spec is None:
+                continue
+            shape = tuple(int(n) for n in array.shape)
+            if shape != spec.shape:
+                self._refuse_an_older_format()
+                recipe = self.recipe
+                made = f"size {recipe.image_size}, {recipe.geometry.angles} angles"
+                if recipe.channels is not None:
+                    made += f", {recipe.channels} channels"
+                msg = (
+                    f"{self.path}: a damaged library: {split}/{name} has shape {shape}, but "
+                    f"its recipe ({recipe.name}: {made}) makes {spec.shape} for "
+                    f"{count} samples"
+                )
+                raise StoreError(msg)
+            if np.dtype(array.dtype).kind != np.dtype(spec.dtype).kind:
+                msg = (
+                    f"{self.path}: a damaged library: {split}/{name} has dtype "
+                    f"{array.dtype}, not {spec.dtype}"
+                )
+                raise StoreError(msg)
+
+    def _refuse_an_older_format(self) -> None:
+        """A library of an older format whose shapes are not what its recipe makes now was
+        made under other rules (format 1's default detector was the image size): it is not
+        damaged, but this tomobench cannot read it as its recipe says."""
+        version = int(self.attrs["tomobench_format"])
+        if version < FORMAT_VERSION:
+            msg = (
+                f"{self.path}: a library of format {version}, made by an earlier tomobench "
+                f"whose recipe rules differ from format {FORMAT_VERSION}'s (detectors, "
+                "generators); build it again with this tomobench"
+            )
+            raise StoreError(msg)
 
     def __getitem__(self, key: str):
         split, _, name = key.partition("/")
@@ -172,7 +308,7 @@ class Library:
         what = key if index is None else f"{key}[{index}]"
         try:
             values = np.asarray(array[...] if index is None else array[index])
-        except (OSError, ValueError, KeyError, RuntimeError) as error:  # zarr's codecs raise
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:  # zarr's codecs
             if self.store.format == "zarr":
                 from tomobench.store.zarr import settle
 
@@ -199,6 +335,17 @@ class Library:
 
     def nbytes_on_disk(self) -> int:
         return self.store.nbytes_on_disk()
+
+
+def _is_array(node) -> bool:
+    """Whether ``node`` (a member of a split) is an array, not a group."""
+    if isinstance(node, h5py.Dataset):
+        return True
+    if isinstance(node, h5py.Group):
+        return False
+    import zarr
+
+    return isinstance(node, zarr.Array)
 
 
 def split_backends(attribute) -> dict[str, str]:
@@ -251,12 +398,13 @@ def refuse_library_as_output(path: str | Path) -> None:
 
 
 def open_library(path: str | Path) -> Library:
-    """Open a library read-only; a build in progress is found at ``PATH.partial``."""
+    """Open a library read-only; a build in progress is found at ``PATH.partial``. What
+    is not a regular file (HDF5) or a folder (Zarr) is refused before it is opened."""
     path = Path(path)
-    if not path.exists():
+    if path_status(path) is None:
         partial = partial_path(path)
-        if not partial.exists():
-            msg = f"no library at {path}"
+        if path_status(partial) is None:
+            msg = f"no library at {shorten(path)}"
             raise StoreError(msg)
         path = partial
     return Library(path, open_store(path, "r"))

@@ -66,8 +66,10 @@ class ZarrStore:
     def array(self, split: str, name: str) -> zarr.Array:
         return self._group[f"{split}/{name}"]
 
-    def arrays(self, split: str) -> dict[str, zarr.Array]:
-        return dict(self._group[split].arrays())
+    def arrays(self, split: str) -> dict[str, zarr.Array | zarr.Group]:
+        """Every member of ``split``: its arrays (and any group in an array's place, which
+        :meth:`tomobench.store.Library.arrays` refuses)."""
+        return dict(self._group[split].members())
 
     def flags(self, split: str) -> np.ndarray | None:
         key = f"{BUILD_GROUP}/{split}"
