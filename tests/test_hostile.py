@@ -503,7 +503,7 @@ def test_a_training_config_is_read_the_same_way(tmp_path):
     ]:
         with pytest.raises(ConfigError, match=problem):
             load_config(write(path, hostile))
-    with pytest.raises(ConfigError, match="cannot be read: Is a directory, not a regular file"):
+    with pytest.raises(ConfigError, match="cannot be read: it is a folder, not a regular file"):
         load_config(tmp_path)
 
 
@@ -547,7 +547,7 @@ def test_what_is_not_a_regular_file_is_refused(tmp_path):
     with pytest.raises(RecipeError) as caught:
         load_recipe(tmp_path / "folder.yaml")
     assert one_line(caught.value) == (
-        f"recipe {tmp_path / 'folder.yaml'}: cannot be read: Is a directory, not a regular file"
+        f"recipe {tmp_path / 'folder.yaml'}: cannot be read: it is a folder, not a regular file"
     )
 
 
@@ -577,11 +577,11 @@ def test_a_fifo_or_a_device_is_refused_before_it_is_opened(tmp_path):
         capture_output=True, text=True, timeout=60, preexec_fn=limit,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    fifo_kind, zero_kind = "a FIFO (a named pipe)", "a character device"
     assert result.stdout.splitlines() == [
-        f"RecipeError recipe {fifo}: cannot be read: is a FIFO (a named pipe), not a regular file",
-        f"RecipeError config {fifo}: cannot be read: is a FIFO (a named pipe), not a regular file",
-        "RecipeError recipe /dev/zero: cannot be read: is a character device, not a regular file",
-        "RecipeError config /dev/zero: cannot be read: is a character device, not a regular file",
+        f"RecipeError {what} {path}: cannot be read: it is {kind}, not a regular file"
+        for path, kind in ((fifo, fifo_kind), ("/dev/zero", zero_kind))
+        for what in ("recipe", "config")
     ]
 
 
@@ -598,7 +598,7 @@ def hostile_recipes(tmp_path: Path) -> list[tuple[str, str]]:
     if hasattr(os, "mkfifo"):
         os.mkfifo(tmp_path / "fifo.yaml")
         cases += [
-            (tmp_path / "fifo.yaml", "is a FIFO (a named pipe), not a regular file"),
+            (tmp_path / "fifo.yaml", "it is a FIFO (a named pipe), not a regular file"),
             (Path("/dev/zero"), "is a character device, not a regular file"),
         ]
     return [(str(path), words) for path, words in cases]

@@ -180,7 +180,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_recipe(path)
     with pytest.raises(RecipeError, match="not found"):
         load_recipe(tmp_path / "absent.yaml")
-    with pytest.raises(RecipeError, match="cannot be read: Is a directory"):
+    with pytest.raises(RecipeError, match="cannot be read: it is a folder, not a regular file"):
         load_recipe(tmp_path)
 
 

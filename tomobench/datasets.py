@@ -53,6 +53,7 @@ from gzip import BadGzipFile
 from pathlib import Path
 
 from tomobench._atomic import atomic_path
+from tomobench._text import file_kind, shorten
 from tomobench.errors import DatasetError
 
 __all__ = [
@@ -594,10 +595,6 @@ def _unpack_members(entry: Dataset, archive: Path, staging: Path) -> None:
             tar.extractall(staging, members=budget.counted(members, staging), **safest)
 
 
-def _shorten(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _path_problem(name: str) -> str | None:
     """What makes a member's path land outside the folder it is unpacked into, or None."""
     if "\x00" in name:
@@ -616,7 +613,7 @@ def _relative(name: str) -> str:
 
 def _refuse(entry: Dataset, name: str, problem: str) -> DatasetError:
     msg = (
-        f"refusing to unpack {entry.name}: member {_shorten(name)!r} {problem}; "
+        f"refusing to unpack {entry.name}: member {shorten(name)!r} {problem}; "
         "nothing was unpacked"
     )
     return DatasetError(msg)
@@ -658,7 +655,7 @@ class _Budget:
         if self.written > self.bound:
             msg = (
                 f"refusing to unpack {self.entry.name}: it wrote more than the bound of "
-                f"{self.bound} bytes ({self.why}) at member {_shorten(member)!r}, though its "
+                f"{self.bound} bytes ({self.why}) at member {shorten(member)!r}, though its "
                 f"members declare {self.declared}; stopped, and nothing was kept"
             )
             raise DatasetError(msg)
@@ -693,7 +690,7 @@ def _check_zip(entry: Dataset, zipped: zipfile.ZipFile, budget: _Budget) -> list
                 target = zipped.read(info).decode("utf-8", "replace")
                 problem = _symlink_problem(_relative(info.filename), target, links=set())
         elif problem is None and kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-            problem = f"is {_special(kind)}"
+            problem = f"is {file_kind(kind)}"
         if problem is not None:
             raise _refuse(entry, info.filename, problem)
     budget.declare(sum(info.file_size for info in infos if not info.is_dir()), complete=True)
@@ -748,7 +745,7 @@ def _check_tar(entry: Dataset, tar: tarfile.TarFile, staging: Path, budget: _Bud
             try:
                 tarfile.data_filter(member, str(staging))
             except tarfile.FilterError as error:
-                problem = f"is refused by tarfile's data filter ({_shorten(str(error))})"
+                problem = f"is refused by tarfile's data filter ({shorten(str(error))})"
         if problem is not None:
             raise _refuse(entry, member.name, problem)
         if member.isreg():
@@ -777,9 +774,9 @@ def _tar_problem(member: tarfile.TarInfo, files: set, links: set, folders: set) 
         target = member.linkname
         problem = _path_problem(target)
         if problem is not None:
-            problem = f"is a hard link to {_shorten(target)!r}, which {problem}"
+            problem = f"is a hard link to {shorten(target)!r}, which {problem}"
         elif _relative(target) not in files:
-            problem = f"is a hard link to {_shorten(target)!r}, not to a file before it"
+            problem = f"is a hard link to {shorten(target)!r}, not to a file before it"
         else:
             files.add(path)
     elif member.isreg():
@@ -806,7 +803,7 @@ def _symlink_problem(path: str, target: str, links: set) -> str | None:
     if not target:
         return "is a symbolic link to nothing"
     if "\x00" in target or target.startswith(("/", "\\")) or _DRIVE.match(target):
-        return f"is a symbolic link to the absolute path {_shorten(target)!r}"
+        return f"is a symbolic link to the absolute path {shorten(target)!r}"
     where = path.split("/")[:-1]
     for part in re.split(r"[/\\]", target):
         if part in ("", "."):
@@ -816,22 +813,10 @@ def _symlink_problem(path: str, target: str, links: set) -> str | None:
         elif where:
             where.pop()
         else:
-            return f"is a symbolic link to {_shorten(target)!r}, outside the folder"
+            return f"is a symbolic link to {shorten(target)!r}, outside the folder"
         if "/".join(where).casefold() in links:
-            return f"is a symbolic link to {_shorten(target)!r}, through another symbolic link"
+            return f"is a symbolic link to {shorten(target)!r}, through another symbolic link"
     return None
-
-
-def _special(kind: int) -> str:
-    import stat
-
-    names = {
-        stat.S_IFCHR: "a character device",
-        stat.S_IFBLK: "a block device",
-        stat.S_IFIFO: "a FIFO",
-        stat.S_IFSOCK: "a socket",
-    }
-    return names.get(kind, "neither a file, a folder nor a link")
 
 
 class _TarStream:

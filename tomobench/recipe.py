@@ -19,6 +19,7 @@ from typing import Annotated, Literal, Union, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tomobench._text import file_kind, shorten
 from tomobench.errors import RecipeError
 
 SPLITS = ("train", "val", "test")
@@ -728,7 +729,7 @@ def read_yaml(path: Path, *, what: str, error: type[Exception] = RecipeError) ->
     not a regular file, larger than 1 MiB, aliases that expand past 100,000 nodes, nesting
     deeper than 100 levels, an integer of more than 1,000 characters, a key given twice."""
     text = _read_text(path, what=what, error=error)
-    shown = _shorten(str(path), 2 * _QUOTE_LIMIT)
+    shown = shorten(str(path), 2 * _QUOTE_LIMIT)
     try:
         return yaml.load(text, Loader=_BoundedLoader)
     except _Refused as problem:
@@ -739,7 +740,7 @@ def read_yaml(path: Path, *, what: str, error: type[Exception] = RecipeError) ->
         mark = getattr(problem, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         said = " ".join(str(getattr(problem, "problem", None) or problem).split())
-        msg = f"{what} {shown}: not valid YAML{where}: {_shorten(said, _QUOTE_LIMIT)}"
+        msg = f"{what} {shown}: not valid YAML{where}: {shorten(said, _QUOTE_LIMIT)}"
         raise error(msg) from None
     except RecursionError:  # not expected within _YAML_DEPTH levels; never a traceback
         msg = f"{what} {shown}: nested too deeply (at most {_YAML_DEPTH} levels)"
@@ -763,7 +764,7 @@ def _read_text(path: Path, *, what: str, error: type[Exception]) -> str:
     a FIFO that would block, a device that never ends) is refused before it is opened."""
 
     def refuse(problem: str):
-        raise error(f"{what} {_shorten(str(path), 2 * _QUOTE_LIMIT)}: {problem}")
+        raise error(f"{what} {shorten(str(path), 2 * _QUOTE_LIMIT)}: {problem}")
 
     try:
         status = os.stat(path)
@@ -775,25 +776,13 @@ def _read_text(path: Path, *, what: str, error: type[Exception]) -> str:
     except (OSError, ValueError) as problem:  # ValueError: a NUL in the path
         refuse(f"cannot be read: {getattr(problem, 'strerror', None) or problem}")
     if not stat.S_ISREG(status.st_mode):
-        refuse(f"cannot be read: {_file_kind(status.st_mode)}, not a regular file")
+        refuse(f"cannot be read: it is {file_kind(status.st_mode)}, not a regular file")
     if len(data) > _YAML_BYTES:
         refuse(f"{status.st_size} bytes, more than a {what} may hold ({_YAML_BYTES} bytes)")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as problem:
         refuse(f"not UTF-8 text (byte {problem.start}); a YAML file is expected")
-
-
-def _file_kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "Is a directory"
-    kinds = {
-        stat.S_IFIFO: "is a FIFO (a named pipe)",
-        stat.S_IFCHR: "is a character device",
-        stat.S_IFBLK: "is a block device",
-        stat.S_IFSOCK: "is a socket",
-    }
-    return kinds.get(stat.S_IFMT(mode), "is not a file")
 
 
 class _Refused(yaml.MarkedYAMLError):
@@ -818,7 +807,7 @@ class _BoundedLoader(yaml.SafeLoader):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             if event.anchor in self._open:
-                problem = f"alias *{_shorten(event.anchor, 50)} lies inside the node it names"
+                problem = f"alias *{shorten(event.anchor, 50)} lies inside the node it names"
                 raise _Refused(problem=problem, problem_mark=event.start_mark)
             node = super().compose_node(parent, index)
             nodes, depth = self._shape(node)
@@ -868,7 +857,7 @@ class _BoundedLoader(yaml.SafeLoader):
         try:
             return super().construct_yaml_int(node)
         except ValueError as caught:  # Python's limit on converting digits to an integer
-            problem = f"an integer Python cannot read: {_shorten(str(caught), _QUOTE_LIMIT)}"
+            problem = f"an integer Python cannot read: {shorten(str(caught), _QUOTE_LIMIT)}"
             raise _Refused(problem=problem, problem_mark=node.start_mark) from None
 
     def construct_mapping(self, node, deep=False):
@@ -934,7 +923,7 @@ def _field_path(loc: tuple) -> str:
 def _describe(item: dict) -> str:
     """One problem of a validation error, in a bounded length: the path, what is wrong, and
     the input that was given (at most ``_QUOTE_LIMIT`` characters of each)."""
-    path = _shorten(_field_path(tuple(item["loc"])), _QUOTE_LIMIT)
+    path = shorten(_field_path(tuple(item["loc"])), _QUOTE_LIMIT)
     kind = item["type"]
     if kind == "extra_forbidden":
         parent = _model_at(tuple(item["loc"][:-1]))
@@ -942,17 +931,12 @@ def _describe(item: dict) -> str:
         return f"{path}: unknown field (allowed here: {allowed})"
     if kind == "missing":
         return f"{path}: field required"
-    message = _shorten(item["msg"].removeprefix("Value error, "), 3 * _QUOTE_LIMIT)
+    message = shorten(item["msg"].removeprefix("Value error, "), 3 * _QUOTE_LIMIT)
     if kind in {"model_type", "union_tag_invalid", "union_tag_not_found"} or "input" not in item:
         return f"{path}: {message}"
     if isinstance(item["input"], dict):
         return f"{path}: {message}"
     return f"{path}: {message} (got {_quote(item['input'])})"
-
-
-def _shorten(text: str, limit: int) -> str:
-    """``text``, cut to ``limit`` characters with "…" where it was longer."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class _BoundedRepr(reprlib.Repr):
@@ -967,20 +951,20 @@ class _BoundedRepr(reprlib.Repr):
         self.maxother = _QUOTE_LIMIT
 
     def repr_str(self, value, level):
-        return _shorten(repr(value[: _QUOTE_LIMIT + 1]), _QUOTE_LIMIT)
+        return shorten(repr(value[: _QUOTE_LIMIT + 1]), _QUOTE_LIMIT)
 
     repr_bytes = repr_str  # YAML's !!binary
 
     def repr_int(self, value, level):
         try:
-            return _shorten(repr(value), _QUOTE_LIMIT)
+            return shorten(repr(value), _QUOTE_LIMIT)
         except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
             return f"<an integer of {value.bit_length()} bits>"
 
 
 def _quote(value: object) -> str:
     """``repr(value)`` in at most ``_QUOTE_LIMIT`` characters, ending in "…" if cut."""
-    return _shorten(_BoundedRepr().repr(value), _QUOTE_LIMIT)
+    return shorten(_BoundedRepr().repr(value), _QUOTE_LIMIT)
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:

@@ -403,11 +403,11 @@ def _submission_kind(path: Path, format: str, status) -> str | None:
     """None if ``path`` holds a submission as tomobench writes them, else what it is."""
     import stat
 
-    from tomobench.store import _file_kind
+    from tomobench._text import file_kind
 
     needed = stat.S_ISDIR if format == "zarr" else stat.S_ISREG
     if not needed(status.st_mode):
-        return f"it is {_file_kind(status.st_mode)}"
+        return f"it is {file_kind(status.st_mode)}"
     try:
         if format == "npy":
             with open(path, "rb") as file:

@@ -12,6 +12,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from tomobench._text import file_kind
+from tomobench._text import shorten_path as shorten
 from tomobench.errors import StoreError
 from tomobench.recipe import SPLITS, Recipe, parse_recipe
 from tomobench.store.format import (
@@ -32,28 +34,6 @@ def _store_class(format: str):
     from tomobench.store.zarr import ZarrStore  # zarr is slow to import: only when used
 
     return ZarrStore
-
-
-def shorten(path: str | Path, limit: int = 120) -> str:
-    """``path`` as text of at most ``limit`` characters: its start and its end, with "…"
-    between where it was longer."""
-    text = str(path)
-    if len(text) <= limit:
-        return text
-    tail = limit // 3
-    return f"{text[: limit - tail - 1]}…{text[-tail:]}"
-
-
-def _file_kind(mode: int) -> str:
-    kinds = {
-        stat.S_IFDIR: "a folder",
-        stat.S_IFREG: "a regular file",
-        stat.S_IFIFO: "a FIFO (a named pipe)",
-        stat.S_IFCHR: "a character device",
-        stat.S_IFBLK: "a block device",
-        stat.S_IFSOCK: "a socket",
-    }
-    return kinds.get(stat.S_IFMT(mode), "not a file")
 
 
 def path_status(path: str | Path, *, error: type[Exception] = StoreError) -> os.stat_result | None:
@@ -94,7 +74,7 @@ def require_kind(
         needed = "a folder" if format == "zarr" else "a regular file"
         msg = (
             f"{shorten(path)}: not a readable {what or f'{format} library'}: it is "
-            f"{_file_kind(status.st_mode)}, not {needed}"
+            f"{file_kind(status.st_mode)}, not {needed}"
         )
         raise error(msg)
 
