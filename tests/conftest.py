@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,29 @@ def _private_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TOMOBENCH_DATA_DIR", str(tmp_path_factory.mktemp("cache")))
         yield
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """An empty cache of the test's own and no user registry (modules that download use it
+    for every test: ``pytestmark = pytest.mark.usefixtures("cache")``)."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("TOMOBENCH_DATA_DIR", str(folder))
+    monkeypatch.delenv("TOMOBENCH_REGISTRY", raising=False)
+    return folder
+
+
+def run_cli(*args, cwd=None, timeout=None, preexec_fn=None, env=None):
+    """``python -m tomobench.cli ARGS`` in a process of its own, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "tomobench.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        preexec_fn=preexec_fn,
+        env=env,
+    )
 
 
 @pytest.fixture

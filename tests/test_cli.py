@@ -12,19 +12,13 @@ from typer.testing import CliRunner
 
 from tomobench.cli import app
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, run_cli
 
 runner = CliRunner()
 
 
 def tomobench(*args, cwd=None, preexec_fn=None):
-    return subprocess.run(
-        [sys.executable, "-m", "tomobench.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        preexec_fn=preexec_fn,
-    )
+    return run_cli(*args, cwd=cwd, preexec_fn=preexec_fn)
 
 
 def write_recipe(path, **changes):

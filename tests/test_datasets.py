@@ -36,13 +36,7 @@ DIV2K = {
 }
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch) -> Path:
-    """Every test gets its own empty cache and no user registry."""
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("TOMOBENCH_DATA_DIR", str(folder))
-    monkeypatch.delenv("TOMOBENCH_REGISTRY", raising=False)
-    return folder
+pytestmark = pytest.mark.usefixtures("cache")
 
 
 def sha256(data: bytes) -> str:

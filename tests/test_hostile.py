@@ -24,18 +24,12 @@ from tomobench.datasets import DatasetError, fetch, list_datasets
 from tomobench.errors import RecipeError
 from tomobench.recipe import load_recipe, parse_recipe, read_yaml
 
-from conftest import TINY
+from conftest import TINY, run_cli
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch) -> Path:
-    """Every test gets its own empty cache and no user registry."""
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("TOMOBENCH_DATA_DIR", str(folder))
-    monkeypatch.delenv("TOMOBENCH_REGISTRY", raising=False)
-    return folder
+pytestmark = pytest.mark.usefixtures("cache")
 
 
 @pytest.fixture
@@ -77,15 +71,7 @@ def cli(*args, cwd=None, timeout=120, memory=4 << 30) -> subprocess.CompletedPro
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "tomobench.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        preexec_fn=limit,
-        env=env,
-    )
+    return run_cli(*args, cwd=cwd, timeout=timeout, preexec_fn=limit, env=env)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
