@@ -155,13 +155,9 @@ def _npy_header(file) -> tuple[tuple, np.dtype] | None:
         (1, 0): np.lib.format.read_array_header_1_0,
         (2, 0): np.lib.format.read_array_header_2_0,
     }
-    if version in headers:
-        shape, _, dtype = headers[version](file)
-        return tuple(shape), dtype
-    read = getattr(np.lib.format, "_read_array_header", None)
-    if read is None:
+    if version not in headers:  # format 3.0 (UTF-8 field names): numpy reads no header alone
         return None
-    shape, _, dtype = read(file, version)
+    shape, _, dtype = headers[version](file)
     return tuple(shape), dtype
 
 
