@@ -1,6 +1,7 @@
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -617,3 +618,60 @@ def test_sample_i_of_split_s_draws_from_seedsequence_seed_s_i(tmp_path, noise):
                 expected = line + rng.normal(0.0, sigma, size=line.shape)
             stored = a[f"{split}/sinograms"][index]
             assert np.array_equal(stored, expected.astype(np.float32)), (split, index)
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
+@pytest.mark.parametrize("window", ["flags dropped", "marked complete"])
+def test_a_build_stopped_while_finishing_resumes(tmp_path, suffix, window):
+    """Every chunk written, the build stopped after dropping the chunk flags (before or after
+    marking the library complete) but before the rename: running it again finishes it,
+    byte for byte, and info counts every chunk written meanwhile."""
+    from tomobench.store import open_library, open_store
+
+    recipe = make_recipe(noise=[])
+    reference = build(recipe, tmp_path / f"reference{suffix}")
+    out = tmp_path / f"lib{suffix}"
+    partial = tmp_path / f"lib{suffix}.partial"
+    if suffix == ".zarr":
+        shutil.copytree(reference, partial)
+    else:
+        shutil.copy(reference, partial)
+    store = open_store(partial, "r+")
+    store.set_attrs({"complete": window == "marked complete"})
+    store.close()
+    with open_library(out) as library:  # found at the partial
+        assert not library.complete
+        assert library.chunks_done("test") == (3, 3)
+    assert build(recipe, out) == out.absolute()
+    assert not partial.exists()
+    with open_library(out) as library, open_library(reference) as expected:
+        assert library.complete
+        for split in ("train", "val", "test"):
+            for name in ("images", "sinograms", "images_x2"):
+                key = f"{split}/{name}"
+                assert library.read(key).tobytes() == expected.read(key).tobytes(), key
+
+
+def test_a_split_whose_flags_exist_but_not_its_arrays_is_made_again(tmp_path):
+    """A build stopped between a split's flags and its arrays (flags come first) resumes:
+    the split is made and built, never taken as written."""
+    from tomobench.store import open_store
+    from tomobench.store.format import array_specs, chunk_count
+
+    recipe = make_recipe(noise=[], splits={"train": 0, "val": 0, "test": 9})
+    out = tmp_path / "lib.h5"
+    partial = tmp_path / "lib.h5.partial"
+    reference = build(recipe, tmp_path / "reference.h5")
+    store = open_store(reference, "r")
+    attrs = store.attrs
+    store.close()
+    store = open_store(partial, "w-")
+    store.set_attrs({**attrs, "complete": False})
+    store.write_root_array("angles", np.arange(24) * np.pi / 24)
+    store.create_split("test", array_specs(recipe, 9), chunk_count(9, 4))
+    store.close()
+    with h5py.File(partial, "r+") as file:  # as if stopped before the arrays were made
+        del file["test"]
+    build(recipe, out)
+    with h5py.File(out, "r") as file, h5py.File(reference, "r") as expected:
+        assert file["test/sinograms"][...].tobytes() == expected["test/sinograms"][...].tobytes()

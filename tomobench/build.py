@@ -259,7 +259,7 @@ def build(
     if store is None:
         return path
     try:
-        flags = {split: store.flags(split) for split in wanted}
+        flags = {split: _written(store, recipe, split) for split in wanted}
         todo = [
             (split, index, *chunk_bounds(recipe.splits[split], recipe.output.chunk, index))
             for split in wanted
@@ -277,7 +277,7 @@ def build(
             with _client(workers, scheduler, "astra-cuda" if gpu else "matrix") as client:
                 with _progress_bar(progress, recipe, todo, wanted) as advance:
                     _run_distributed(client, store, recipe, todo, backends, scheduler, advance)
-        missing = [split for split in wanted if not store.flags(split).all()]
+        missing = [split for split in wanted if not _written(store, recipe, split).all()]
         if missing:  # a bug, never a user error: refuse to call the library complete
             msg = f"build of {path} ended with chunks of {missing} unwritten"
             raise RuntimeError(msg)
@@ -290,6 +290,16 @@ def build(
             store.close()
     os.replace(partial_path(path), path)
     return path
+
+
+def _written(store, recipe: Recipe, split: str) -> np.ndarray:
+    """Which chunks of ``split`` are written. A partial library holds a split's flags from
+    its creation until every chunk is written; a partial without them was stopped while
+    finishing (between dropping the flags and the rename), with every chunk there."""
+    flags = store.flags(split)
+    if flags is None:
+        return np.ones(chunk_count(recipe.splits[split], recipe.output.chunk), dtype=bool)
+    return flags
 
 
 def _target(recipe: Recipe, out, *, format: str | None, chunk: int | None):

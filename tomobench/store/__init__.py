@@ -305,13 +305,15 @@ class Library:
         return values
 
     def chunks_done(self, split: str) -> tuple[int, int]:
-        """(chunks written, chunks in all) for one split."""
+        """(chunks written, chunks in all) for one split. A split without chunk flags has
+        every chunk written: a complete library's, or a partial's whose build was stopped
+        while finishing (the flags are dropped only once every chunk is written)."""
         flags = self.store.flags(split)
         if flags is not None:
             return int(flags.sum()), len(flags)
         count = self[f"{split}/images"].shape[0]
         total = chunk_count(count, self.recipe.output.chunk) if count else 0
-        return (total, total) if self.complete else (0, total)
+        return (total, total)
 
     def nbytes_on_disk(self) -> int:
         return self.store.nbytes_on_disk()

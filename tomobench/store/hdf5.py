@@ -68,6 +68,13 @@ class HDF5Store:
         self._file.create_dataset(name, data=values)
 
     def create_split(self, split: str, specs: list[ArraySpec], chunks: int) -> None:
+        """The arrays of a new split, its chunk flags (all unwritten) first: a partial
+        library never holds a split's arrays without its flags, which only finishing drops."""
+        flags = self._file.require_group(BUILD_GROUP)
+        if split in flags:  # left by a build stopped before the split's arrays were made
+            del flags[split]
+        flags.create_dataset(split, shape=(chunks,), dtype="u1", fillvalue=0)
+        self._file.flush()
         group = self._file.require_group(split)
         for spec in specs:
             dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
@@ -76,9 +83,6 @@ class HDF5Store:
             group.create_dataset(
                 spec.name, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks, dcpl=dcpl
             )
-        self._file.require_group(BUILD_GROUP).create_dataset(
-            split, shape=(chunks,), dtype="u1", fillvalue=0
-        )
         self._file.flush()
 
     def mark_written(self, split: str, chunks: int) -> None:

@@ -89,6 +89,11 @@ class ZarrStore:
         )[...] = values
 
     def create_split(self, split: str, specs: list[ArraySpec], chunks: int) -> None:
+        """The arrays of a new split, its chunk flags (all unwritten) first: a partial
+        library never holds a split's arrays without its flags, which only finishing drops."""
+        self._group.require_group(BUILD_GROUP).create_array(
+            split, shape=(chunks,), dtype="u1", chunks=(1,), fill_value=0, overwrite=True
+        )
         group = self._group.require_group(split)
         for spec in specs:
             group.create_array(
@@ -101,9 +106,6 @@ class ZarrStore:
                 fill_value=np.nan if np.dtype(spec.dtype).kind == "f" else 0,
                 compressors=_COMPRESSOR,
             )
-        self._group.require_group(BUILD_GROUP).create_array(
-            split, shape=(chunks,), dtype="u1", chunks=(1,), fill_value=0
-        )
 
     def mark_written(self, split: str, chunks: int) -> None:
         """Flag every chunk of ``split`` written (a finished split that a build reopens)."""
