@@ -34,6 +34,21 @@ TINY = {
 }
 
 
+SMALL_XRDCT = {
+    "name": "small-xrdct",
+    "task": "hyperspectral",
+    "seed": 7,
+    "source": {"kind": "xrdct", "size": 16, "phases": ["gamma-Al2O3", "Ni", "CeO2"],
+               "channels": 24, "two_theta": [2.0, 8.0], "instrument_fwhm_deg": 0.8},
+    "geometry": {"angles": 24, "detector": 28, "backend": "matrix"},
+    "noise": [{"kind": "air", "level": 0.1}],
+    "splits": {"test": 3},
+    "output": {"chunk": 3},
+}  # fmt: skip
+"""A hyperspectral recipe of 16² × 24 channels with air scatter and 6 pixels of air at each
+side of the detector: builds in about a second."""
+
+
 def make_recipe(**changes) -> Recipe:
     """The tiny recipe with top-level fields replaced (nested dicts are merged)."""
     data = copy.deepcopy(TINY)

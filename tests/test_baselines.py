@@ -12,6 +12,8 @@ from tomobench.physics.geometry import circular_mask, parallel_beam
 from tomobench.physics.projector import Projector
 from tomobench.store import open_library
 
+from conftest import SMALL_XRDCT
+
 SIZE, ANGLES = 32, 40
 GEOMETRY = parallel_beam(SIZE, angles=ANGLES)
 
@@ -180,17 +182,7 @@ def test_fbp_on_a_clean_128_pixel_library_scores_above_25_db(tmp_path):
 
 # -- hyperspectral: the air background is removed before reconstructing ----------------------
 
-AIR = {
-    "name": "air-xrdct",
-    "task": "hyperspectral",
-    "seed": 7,
-    "source": {"kind": "xrdct", "size": 16, "phases": ["gamma-Al2O3", "Ni", "CeO2"],
-               "channels": 24, "two_theta": [2.0, 8.0], "instrument_fwhm_deg": 0.8},
-    "geometry": {"angles": 24, "detector": 28, "backend": "matrix"},
-    "noise": [{"kind": "air", "level": 0.1}],
-    "splits": {"test": 3},
-    "output": {"chunk": 3},
-}  # fmt: skip
+AIR = {**SMALL_XRDCT, "name": "air-xrdct"}
 
 
 def air_recipe(**changes):

@@ -25,7 +25,7 @@ from tomobench.score import (
 )
 from tomobench.store import open_library
 
-from conftest import make_recipe
+from conftest import SMALL_XRDCT, make_recipe
 
 
 def skimage_ssim(reference, test):
@@ -210,16 +210,12 @@ def test_the_fbp_column_is_the_clipped_fbp(tmp_path, tiny_library, tiny_truth):
 # -- hyperspectral: one PSNR over the cube, SSIM weighted by channel energy ------------------
 
 SPECTRAL = {
+    **SMALL_XRDCT,
     "name": "score-xrdct",
-    "task": "hyperspectral",
     "seed": 5,
-    "source": {"kind": "xrdct", "size": 16, "phases": ["gamma-Al2O3", "Ni", "CeO2"],
-               "channels": 24, "two_theta": [2.0, 8.0], "instrument_fwhm_deg": 0.8},
-    "geometry": {"angles": 20, "detector": 28, "backend": "matrix"},
+    "geometry": {**SMALL_XRDCT["geometry"], "angles": 20},
     "noise": [{"kind": "air", "level": 0.05}, {"kind": "counting", "counts": 200}],
-    "splits": {"test": 3},
-    "output": {"chunk": 3},
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")

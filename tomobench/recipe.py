@@ -47,6 +47,24 @@ class _Strict(BaseModel):
         return {**data, **numbers}
 
 
+class _FillsTheSquare(_Strict):
+    """A source whose images fill the square (natural images, reconstructions)."""
+
+    @property
+    def support_radius(self) -> float:
+        """Mass reaches the square's corners: (size - 1)/√2 pixels from the axis."""
+        return (self.size - 1) / math.sqrt(2)
+
+
+class _InsideTheCircle(_Strict):
+    """A source whose images are zero outside the circle inscribed in the square."""
+
+    @property
+    def support_radius(self) -> float:
+        """Mass lies within size/2 pixels of the axis."""
+        return self.size / 2
+
+
 class ShapesSource(_Strict):
     """Random shapes (rectangles, circles, triangles, ellipses), drawn by tomobench's fast
     generator or by ``skimage.draw.random_shapes``, then optionally masked, noised and
@@ -152,7 +170,7 @@ class ShapesSource(_Strict):
         return min(radius, corner)
 
 
-class DIV2KSource(_Strict):
+class DIV2KSource(_FillsTheSquare):
     """DIV2K natural images: crops of the HR images, grey, resized to ``size``."""
 
     kind: Literal["div2k"]
@@ -169,11 +187,6 @@ class DIV2KSource(_Strict):
     )
     crops_per_image: int = Field(1, ge=1, description="samples drawn from each image")
 
-    @property
-    def support_radius(self) -> float:
-        """Natural images fill the square: mass reaches its corners."""
-        return (self.size - 1) / math.sqrt(2)
-
     @model_validator(mode="after")
     def _check_crop(self) -> DIV2KSource:
         if self.crop is not None and self.crop < self.size:
@@ -182,7 +195,7 @@ class DIV2KSource(_Strict):
         return self
 
 
-class ExperimentalSource(_Strict):
+class ExperimentalSource(_FillsTheSquare):
     """Ground truth reconstructed from measured sinograms (report §6.1): scaled per angle,
     background removed, centred, FBP, negatives to zero, normalised."""
 
@@ -214,11 +227,6 @@ class ExperimentalSource(_Strict):
     filter: Literal["ram-lak", "shepp-logan", "cosine", "hamming", "hann"] = "ram-lak"
     crop: int | None = Field(None, ge=8, description="side of a random square crop")
     augment: bool = Field(True, description="random quarter turns and flips")
-
-    @property
-    def support_radius(self) -> float:
-        """Reconstructions fill the square: mass reaches its corners."""
-        return (self.size - 1) / math.sqrt(2)
 
     @model_validator(mode="after")
     def _check_origin(self) -> ExperimentalSource:
@@ -295,7 +303,7 @@ class PhaseDefinition(_Strict):
         return Phase(**self.model_dump())
 
 
-class XRDCTSource(_Strict):
+class XRDCTSource(_InsideTheCircle):
     """Simulated XRD-CT: every pixel holds a powder diffraction pattern over a 2θ axis, made
     from phase-fraction maps and per-pixel crystallite size and strain (see docs/xrd.md)."""
 
@@ -405,16 +413,11 @@ class XRDCTSource(_Strict):
         raise ValueError(msg)
 
     @property
-    def support_radius(self) -> float:
-        """Every phantom is zero outside the circle inscribed in the slice."""
-        return self.size / 2
-
-    @property
     def phase_names(self) -> tuple[str, ...]:
         return tuple(p if isinstance(p, str) else p.name for p in self.phases)
 
 
-class ParticlesSource(_Strict):
+class ParticlesSource(_InsideTheCircle):
     """Catalyst bodies in one contrast: the ``particles`` phantom of the XRD-CT simulation
     (a support with cores, shells or spread loadings of other phases), each phase's
     fraction map weighted by its contrast. Images of one family, alike from sample to sample,
@@ -456,12 +459,6 @@ class ParticlesSource(_Strict):
             msg = f"loading must satisfy 0 < low <= high <= 1, got {[low, high]}"
             raise ValueError(msg)
         return self
-
-    @property
-    def support_radius(self) -> float:
-        """Bodies lie inside the circle inscribed in the image."""
-        return self.size / 2
-
 
 Source = Annotated[
     Union[ShapesSource, DIV2KSource, ExperimentalSource, XRDCTSource, ParticlesSource],

@@ -38,6 +38,7 @@ __all__ = [
     "KEY",
     "STATISTICS",
     "Report",
+    "check_library",
     "check_output",
     "check_submission",
     "check_submission_output",
@@ -264,7 +265,7 @@ def check_submission(
     have exactly the split's ``images`` shape, and be finite. Each failure raises
     :class:`SubmissionError` with one line that starts with ``source`` (the file's name).
     """
-    _check_library(library, split)
+    check_library(library, split)
     array = np.asarray(array)
     expectation(library, split, source=source)(array.shape, array.dtype)
     finite = np.isfinite(array)
@@ -308,7 +309,9 @@ def expectation(
     return expect
 
 
-def _check_library(library, split: str, *, action: str = "scoring on it") -> None:
+def check_library(library, split: str, *, action: str = "scoring on it") -> None:
+    """Raise :class:`SubmissionError` (one line) unless ``library`` is complete, holds
+    ``split`` and its arrays are what its recipe makes (``StoreError`` if not: damaged)."""
     library.require_complete(action, error=SubmissionError)
     if split not in library.splits:
         msg = (
@@ -499,7 +502,7 @@ def score(
 
     submission_path = Path(submission_path)
     with open_library(library_path) as library:
-        _check_library(library, split)
+        check_library(library, split)
         if check is not None:
             check(library, split)
         recipe = library.recipe

@@ -16,7 +16,7 @@ import numpy as np
 from tomobench._atomic import atomic_path
 from tomobench.errors import SubmissionError
 from tomobench.score import (
-    _check_library,
+    check_library,
     check_output,
     check_submission,
     expectation,
@@ -57,7 +57,7 @@ def show(
     inputs.update({f"submission {Path(path).name}": path for path in submissions})
     check_output(out, option="out", inputs=inputs)
     with open_library(library_path) as library:
-        _check_library(library, split, action="showing it")
+        check_library(library, split, action="showing it")
         key = f"{split}/images"
         count = library[key].shape[0]
         indices = _indices(samples, count, f"split {split!r} of {library.recipe.name}")

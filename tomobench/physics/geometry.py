@@ -112,10 +112,10 @@ def circular_mask(
 
 
 def air_pixels(recipe) -> np.ndarray:
-    """Detector pixels that see only air at every angle: (D,) bool, True where a pixel's ray
-    passes farther than the ground truth's support (``recipe.support_radius``) plus one pixel
-    (the projection model's reach) from the rotation axis. Their mean is the background
-    (air scatter) that the sinograms carry beside the sample's signal."""
+    """Detector pixels that see only air at every angle: (D,) bool, True where a whole pixel
+    lies outside the field the ground truth's mass reaches (``recipe.field_needed``: its
+    support plus the projection model's reach). Their mean is the background (air scatter)
+    that the sinograms carry beside the sample's signal."""
     geometry = from_recipe(recipe)
     offsets = (np.arange(geometry.detector) - (geometry.detector - 1) / 2) * geometry.spacing
-    return np.abs(offsets) - geometry.spacing / 2 > recipe.support_radius + 1
+    return np.abs(offsets) - geometry.spacing / 2 > recipe.field_needed / 2
