@@ -36,12 +36,11 @@ into a temporary directory that is removed at the end. Parts, in order:
 7. peak memory of builds of each of ``--mem-sizes`` samples, each in a fresh subprocess
    (this script's ``--child`` mode), for each of ``--mem-workers``: the child's own peak
    RSS from ``os.wait4`` (read by a small launcher process: Linux carries a parent's RSS
-   into a forked child's peak; the dask workers, children of the fork server, are not in
-   it), the largest RSS of any one process of the tree polled with psutil every 0.1 s, and
-   the peak of the summed RSS of the child and all its descendants (the fork server and
-   the dask workers), as RSS (shared pages counted in every process that maps them:
-   workers forked from one fork server share its pages) and as PSS (a page shared by k
-   processes counted 1/k in each); and the CPU seconds of the whole tree, as last polled.
+   into a forked child's peak), the largest RSS of any one process of the tree polled with
+   psutil every 0.1 s, and the peak of the summed RSS of the child and all its descendants
+   (the dask workers), as RSS (shared pages counted in every process that maps them) and as
+   PSS (a page shared by k processes counted 1/k in each); and the CPU seconds of the whole
+   tree, as last polled.
 
 Every library built is checked to be identical to the reference; nothing about speed is
 asserted. BLAS/OpenMP thread counts are set to 1 before numpy is imported (dask sets them
@@ -74,13 +73,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tomobench.build import (
-    build,
-    corrupt,
-    draw_samples,
-    project,
-    sample_rngs,
-)
+from tomobench.builder import build
+from tomobench.chunk import corrupt, draw_samples, project, sample_rngs
 from tomobench.physics.geometry import from_recipe
 from tomobench.physics.projector import get_projector, resolve_backend
 from tomobench.physics.resample import area_average, downsample
@@ -243,12 +237,13 @@ def time_2020_loop(n: int, size: int, angles: np.ndarray, seed: int) -> float:
 
 
 def time_cluster(workers: int, backend: str) -> tuple[float, float]:
-    """Seconds to start the build's own LocalCluster + Client (as a build with projector
-    ``backend`` starts it), and to close them."""
-    from tomobench.build import _client
+    """Seconds to start the build's own LocalCluster + Client (as a build starts it), and
+    to close them."""
+    from tomobench.cluster import connect
 
+    del backend  # every build starts its cluster the same way
     start = time.perf_counter()
-    with _client(workers, None, backend) as client:
+    with connect(workers, None) as client:
         client.wait_for_workers(workers)
         up = time.perf_counter() - start
         start = time.perf_counter()
@@ -261,7 +256,7 @@ def time_cluster(workers: int, backend: str) -> tuple[float, float]:
 def compute_only_main(args) -> None:
     """Child side: compute chunks ``--first`` to ``--last`` (exclusive) of the test split,
     from ``--start-at`` (a time.time() value) on, after a warm-up chunk; print the seconds."""
-    from tomobench.build import make_chunk
+    from tomobench.chunk import make_chunk
 
     recipe = test_only(load_recipe(args.recipe), args.n, args.chunk)
     backend = backend_of(recipe)
@@ -585,9 +580,9 @@ def main(argv: list[str] | None = None) -> None:
                     )
         print(
             "  (maxrss: peak RSS from os.wait4, the largest of the child and the descendants "
-            "it waited for (not the workers,\n   which are the fork server's children);"
+            "it waited for;\n  "
             " polled: psutil every 0.1 s, own = the child process, largest = the largest\n"
-            "   single process of the tree, tree = child + fork server + dask workers summed,"
+            "   single process of the tree, tree = child + dask workers summed,"
             " shared pages counted in each process;\n"
             "   tree PSS: the same sum of proportional set sizes, a page shared by k "
             "processes counting 1/k in each;\n"

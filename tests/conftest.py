@@ -100,7 +100,7 @@ def tiny_recipe() -> Recipe:
 @pytest.fixture(scope="session")
 def tiny_library(tmp_path_factory) -> Path:
     """A complete HDF5 library of the tiny recipe (built once per session)."""
-    from tomobench.build import build
+    from tomobench.builder import build
 
     return build(make_recipe(), tmp_path_factory.mktemp("lib") / "tiny.h5")
 

@@ -164,7 +164,7 @@ def test_an_incomplete_library_is_refused_before_reconstructing(tmp_path, tiny_l
 
 def test_fbp_on_a_clean_128_pixel_library_scores_above_25_db(tmp_path):
     """The 2020 project's setting without noise: 128², 180 angles."""
-    from tomobench.build import build
+    from tomobench.builder import build
     from tomobench.metrics import psnr
 
     from conftest import make_recipe
@@ -197,7 +197,8 @@ def hump(two_theta, centre, fwhm):
 
 
 def test_hyperspectral_fbp_subtracts_the_air_hump_the_build_added(tmp_path):
-    from tomobench.build import build, make_chunk
+    from tomobench.builder import build
+    from tomobench.chunk import make_chunk
     from tomobench.metrics import psnr
     from tomobench.physics.geometry import air_pixels, from_recipe
 
@@ -237,7 +238,7 @@ def test_hyperspectral_fbp_subtracts_the_air_hump_the_build_added(tmp_path):
 
 
 def test_hyperspectral_baselines_refuse_air_scatter_without_air_pixels(tmp_path):
-    from tomobench.build import build
+    from tomobench.builder import build
     from tomobench.errors import StoreError
 
     narrow = air_recipe(name="narrow-xrdct", geometry={"angles": 24, "backend": "matrix"})

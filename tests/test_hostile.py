@@ -612,7 +612,7 @@ def library_copy(tiny_library, tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def zarr_library(tmp_path_factory) -> Path:
     """A complete Zarr library of the tiny recipe (built once for these tests)."""
-    from tomobench.build import build
+    from tomobench.builder import build
 
     from conftest import make_recipe
 
@@ -888,7 +888,7 @@ def test_a_format_1_library_of_other_shapes_is_named_as_such_not_as_damaged(tmp_
 
     import h5py
 
-    from tomobench.build import build
+    from tomobench.builder import build
     from tomobench.errors import StoreError, SubmissionError
     from tomobench.score import score, write_submission
 

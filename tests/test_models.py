@@ -161,7 +161,7 @@ def test_stream_order_is_seeded(tiny_library):
 
 
 def test_stream_reads_zarr_libraries_alike(tiny_library, tmp_path):
-    from tomobench.build import build
+    from tomobench.builder import build
 
     from conftest import make_recipe
 
@@ -272,7 +272,7 @@ def test_prediction_is_a_submission_that_scores(trained, tiny_library, tmp_path)
 
 
 def test_prediction_refuses_a_library_of_another_geometry(trained, tmp_path):
-    from tomobench.build import build
+    from tomobench.builder import build
 
     from conftest import make_recipe
 
@@ -400,7 +400,7 @@ def test_a_run_folder_file_that_cannot_be_written_is_one_run_error(tmp_path):
 @pytest.fixture(scope="module")
 def particles_library(tmp_path_factory):
     """Catalyst bodies in the tiny library's geometry (24 angles, 32 detector pixels, 32²)."""
-    from tomobench.build import build
+    from tomobench.builder import build
     from tomobench.recipe import parse_recipe
 
     from conftest import make_recipe
@@ -442,7 +442,7 @@ def test_cross_scores_every_run_on_every_library_beside_fbp(
 
 
 def test_cross_refuses_a_library_that_no_run_takes(trained, tmp_path):
-    from tomobench.build import build
+    from tomobench.builder import build
 
     from conftest import make_recipe
 

@@ -85,7 +85,7 @@ def test_bad_fields_are_named(fields, field):
 
 
 def test_a_library_of_particles_holds_their_sinograms(tmp_path):
-    from tomobench.build import build
+    from tomobench.builder import build
 
     recipe = particles_recipe()
     path = build(recipe, tmp_path / "particles.h5")

@@ -220,7 +220,7 @@ SPECTRAL = {
 
 @pytest.fixture(scope="module")
 def spectral_library(tmp_path_factory):
-    from tomobench.build import build
+    from tomobench.builder import build
     from tomobench.recipe import parse_recipe
 
     return build(parse_recipe(SPECTRAL), tmp_path_factory.mktemp("spectral") / "s.h5")

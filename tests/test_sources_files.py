@@ -12,7 +12,7 @@ from skimage.color import rgb2gray
 from skimage.data import shepp_logan_phantom
 from skimage.transform import resize
 
-from tomobench.build import build
+from tomobench.builder import build
 from tomobench.errors import RecipeError, TomobenchError
 from tomobench.physics.geometry import parallel_beam
 from tomobench.physics.projector import Projector

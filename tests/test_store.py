@@ -1,5 +1,5 @@
-"""The HDF5 store writes sample data straight into the file; plain h5py must read it back as
-if h5py had written it. A refused Zarr read leaves no read of zarr's running."""
+"""Both stores write chunks that plain h5py and zarr read back. A refused Zarr read leaves no
+read of zarr's running."""
 
 import shutil
 
@@ -25,58 +25,52 @@ def arrays(rng, start, stop):
     }
 
 
-def test_placed_writes_read_back_with_plain_h5py(tmp_path):
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
+def test_chunks_written_in_any_order_read_back_with_plain_h5py_and_zarr(tmp_path, suffix):
+    import zarr
+
+    from tomobench.store import open_store
+
     rng = np.random.default_rng(0)
-    store = HDF5Store(tmp_path / "a.h5", "w-")
+    path = tmp_path / f"a{suffix}"
+    store = open_store(path, "w-")
     store.create_split("test", SPECS, 3)
+    assert store.flags("test").tolist() == [False] * 3
     written = []
     for start, stop in [(4, 8), (0, 4), (8, 10)]:  # in any order
-        index = start // 4
-        assert store.placement("test", start, stop) is not None
         chunk = arrays(rng, start, stop)
-        store.write_chunk("test", index, start, chunk)
+        store.write_chunk("test", start // 4, start, chunk)
         written.append((start, chunk))
+        assert store.flags("test")[start // 4]
     store.close()
-    with h5py.File(tmp_path / "a.h5", "r") as file:
-        assert file["_build/test"][...].tolist() == [1, 1, 1]
+    if suffix == ".zarr":
+        plain = zarr.open_group(str(path), mode="r")
+    else:
+        plain = h5py.File(path, "r")
+    try:
+        assert plain["_build/test"][...].tolist() == [1, 1, 1]
         for name in ("images", "sinograms", "phase"):
             expected = np.concatenate([c[name] for _, c in sorted(written, key=lambda w: w[0])])
-            assert file[f"test/{name}"].dtype == expected.dtype
-            assert np.array_equal(file[f"test/{name}"][...], expected)
+            assert plain[f"test/{name}"].dtype == expected.dtype
+            assert np.array_equal(plain[f"test/{name}"][...], expected)
+    finally:
+        if suffix == ".h5":
+            plain.close()
 
 
-def test_what_only_h5py_may_write_goes_through_h5py(tmp_path):
-    """A compressed array, or samples that do not begin a chunk, have no fixed place."""
-    path = tmp_path / "b.h5"
-    store = HDF5Store(path, "w-")
-    store.create_split("test", SPECS[:1], 3)
-    assert store.placement("test", 1, 3) is None
-    store._file["test"].create_dataset(
-        "extra", shape=(10, 2), dtype="f4", chunks=(4, 2), compression="gzip"
-    )
-    assert store.placement("test", 0, 4) is None
-    values = {
-        "images": np.arange(4 * 42, dtype=np.float32).reshape(4, 6, 7),
-        "extra": np.ones((4, 2), dtype=np.float32),
-    }
-    store.write_chunk("test", 0, 0, values)
-    store.close()
-    with h5py.File(path, "r") as file:
-        assert np.array_equal(file["test/images"][:4], values["images"])
-        assert np.array_equal(file["test/extra"][:4], values["extra"])
+def test_both_stores_have_every_method_of_the_store_protocol():
+    import inspect
 
+    from tomobench.store.base import Store
+    from tomobench.store.zarr import ZarrStore
 
-def test_a_failed_placed_write_raises_oserror(tmp_path, monkeypatch):
-    import os
-
-    store = HDF5Store(tmp_path / "c.h5", "w-")
-    store.create_split("test", SPECS[:1], 3)
-    monkeypatch.setattr(os, "pwrite", lambda *args: 0)  # a disk that takes nothing
-    with pytest.raises(OSError, match="No space"):
-        store.write_chunk("test", 0, 0, {"images": np.zeros((4, 6, 7), np.float32)})
-    store.close()
-    with h5py.File(tmp_path / "c.h5", "r") as file:
-        assert file["_build/test"][...].tolist() == [0, 0, 0]
+    wanted = {
+        name for name, _ in inspect.getmembers(Store) if not name.startswith("_")
+    } | (set(Store.__annotations__) - {"path"})
+    assert {"write_chunk", "space_needed", "parallel_writes", "flags"} <= wanted
+    for kind in (HDF5Store, ZarrStore):
+        assert not [name for name in wanted if not hasattr(kind, name)], kind
+    assert (HDF5Store.parallel_writes, ZarrStore.parallel_writes) == (False, True)
 
 
 def test_a_refused_zarr_read_leaves_no_read_running(tmp_path):
@@ -87,7 +81,7 @@ def test_a_refused_zarr_read_leaves_no_read_running(tmp_path):
 
     from zarr.core.sync import loop
 
-    from tomobench.build import build
+    from tomobench.builder import build
     from tomobench.errors import StoreError, SubmissionError
     from tomobench.score import read_submission
     from tomobench.store import open_library

@@ -16,7 +16,7 @@ from tomobench.sources import sampler
 
 from conftest import make_recipe
 
-build_module = importlib.import_module("tomobench.build")
+build_module = importlib.import_module("tomobench.chunk")
 DOWNLOADS = {"div2k-64", "microct"}  # their sources are fetched: geometry checked alone
 LOCAL = sorted(set(published_recipes()) - DOWNLOADS)
 
@@ -273,7 +273,7 @@ def test_auto_makes_the_evaluation_splits_on_the_cpu_whatever_the_machine(monkey
 def test_identities_differ_by_backend_and_are_recorded_per_split(tmp_path):
     import h5py
 
-    from tomobench.build import build
+    from tomobench.builder import build
     from tomobench.store import identity, open_library
 
     paths = {}

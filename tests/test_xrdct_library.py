@@ -8,7 +8,8 @@ import pytest
 import zarr
 
 from tomobench import xrd
-from tomobench.build import build, make_chunk, project
+from tomobench.builder import build
+from tomobench.chunk import make_chunk, project
 from tomobench.errors import RecipeError
 from tomobench.physics import noise
 from tomobench.recipe import parse_recipe
@@ -113,7 +114,7 @@ def test_air_hump_and_counting_noise_follow_the_recipe_and_the_samples_generator
     """Air scatter: level × the sinogram's peak × a Gaussian in 2θ (centre 10 % into the
     range, FWHM half the range, unless given); then counting noise, Poisson(v · counts) /
     counts, drawn from the sample's generator after its cube: computed here by hand."""
-    from tomobench.build import draw_samples
+    from tomobench.chunk import draw_samples
 
     for air in ({"kind": "air", "level": 0.1},
                 {"kind": "air", "level": 0.05, "center_deg": 5.0, "fwhm_deg": 1.0}):

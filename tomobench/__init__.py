@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-from tomobench.build import build
+from tomobench.builder import build
 from tomobench.errors import PhysicsError, RecipeError, StoreError, TomobenchError
 from tomobench.quickstart import DemoResult, demo
 from tomobench.recipe import Recipe, load_recipe

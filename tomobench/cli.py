@@ -87,7 +87,7 @@ def build(
     chunk: int | None = typer.Option(None, "--chunk", min=1, help="samples per chunk"),
 ) -> None:
     """Build (or resume) the library a recipe describes."""
-    from tomobench.build import build as run_build
+    from tomobench.builder import build as run_build
 
     started = time.perf_counter()
     path = run_build(

@@ -34,7 +34,7 @@ def demo(folder: str | Path = "tomobench-demo", *, progress: bool = False) -> De
     and draw four samples into ``FOLDER/demo.png``. ``progress`` shows the build's progress
     bar. What ``tomobench demo`` runs."""
     from tomobench import baselines
-    from tomobench.build import build
+    from tomobench.builder import build
     from tomobench.recipe import published_recipes
     from tomobench.score import score, write_submission
     from tomobench.show import show

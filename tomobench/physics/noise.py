@@ -57,3 +57,32 @@ def counting(signal: np.ndarray, *, counts: float, rng: np.random.Generator) -> 
     noise (``counts`` = 2**8 there)."""
     signal = np.asarray(signal, dtype=np.float64)
     return rng.poisson(np.clip(signal, 0.0, None) * counts) / counts
+
+
+def apply(op, sinogram: np.ndarray, *, recipe, rng: np.random.Generator) -> np.ndarray:
+    """One noise operation of a recipe (``op``, one of ``recipe.noise``) on one sample's
+    sinogram, float32, drawing from the sample's generator."""
+    if op.kind == "poisson":
+        attenuation = op.attenuation or 1.0 / recipe.image_size
+        return poisson(
+            sinogram, photons=op.photons, attenuation=attenuation, min_counts=op.min_counts,
+            rng=rng,
+        )
+    if op.kind == "gaussian":
+        return gaussian(sinogram, sigma=op.sigma, relative=op.relative, rng=rng)
+    if op.kind == "counting":
+        return counting(sinogram, counts=op.counts, rng=rng)
+    # air scatter: the same hump in 2θ at every angle and detector pixel, scaled to the peak
+    return sinogram + op.level * float(sinogram.max()) * air_hump(recipe.source, op)
+
+
+def air_hump(source, op) -> np.ndarray:
+    """Unit-height Gaussian over a hyperspectral source's 2θ axis (C,), float32: centred at
+    ``op.center_deg`` (default: a tenth into the range), ``op.fwhm_deg`` wide (default: half
+    the range)."""
+    low, high = source.two_theta
+    centre = low + 0.1 * (high - low) if op.center_deg is None else op.center_deg
+    width = 0.5 * (high - low) if op.fwhm_deg is None else op.fwhm_deg
+    two_theta = np.linspace(low, high, source.channels)
+    sigma = width / (2 * np.sqrt(2 * np.log(2)))
+    return np.exp(-0.5 * ((two_theta - centre) / sigma) ** 2).astype(np.float32)

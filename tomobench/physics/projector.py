@@ -359,7 +359,11 @@ class Projector:
         return self._blocks[transpose]
 
 
-try:  # scipy's kernel of CSR × dense, which adds into its output
+# scipy's kernel of CSR × dense, which adds into its output: the only private function of a
+# dependency that tomobench uses, because its public product has no output to add into, and
+# the product a block of columns at a time is 3-4 times faster than the whole matrix's
+# (docs/benchmarks.md); tests/test_projector.py fails if scipy moves it
+try:
     from scipy.sparse._sparsetools import csr_matvecs as _matvecs
 except ImportError:  # pragma: no cover - the plain product gives the same result, slower
     _matvecs = None

@@ -43,15 +43,32 @@ def check_counts(source, splits: dict[str, int]) -> None:
             raise RecipeError(msg)
 
 
-def sampler(source, split: str):
-    files = split_files(source, split)
+def inputs(source, split: str, start: int, stop: int) -> dict[int, tuple]:
+    """Sample index → (split, number of the image it is cut from)."""
+    return {index: (split, index // source.crops_per_image) for index in range(start, stop)}
+
+
+def load_input(source, key: tuple) -> tuple[str, bytes]:
+    """The name and PNG bytes of an image."""
+    split, number = key
+    path = split_files(source, split)[number]
+    return path.name, path.read_bytes()
+
+
+def sampler(source, split: str, materials: dict | None = None):
+    files = None if materials is not None else split_files(source, split)
 
     def draw(index: int, rng: np.random.Generator) -> np.ndarray:
-        image = _grey(files[index // source.crops_per_image])
+        if files is None:
+            name, data = materials[index]
+            image = _grey(data)
+        else:
+            path = files[index // source.crops_per_image]
+            name, image = path.name, _grey(path)
         height, width = image.shape
         side = min(height, width) if source.crop is None else source.crop
         if side > min(height, width):
-            msg = f"crop {side} is larger than {files[index // source.crops_per_image].name}"
+            msg = f"crop {side} is larger than {name}"
             raise RecipeError(msg)
         if source.crop is None:
             top, left = (height - side) // 2, (width - side) // 2
@@ -93,9 +110,10 @@ def _images(name: str) -> list[Path]:
 
 
 @functools.lru_cache(maxsize=2)
-def _grey(path: Path) -> np.ndarray:
-    """A PNG as float64 grey values in [0, 1] (consecutive samples reuse one image)."""
-    image = iio.imread(path)
+def _grey(png: Path | bytes) -> np.ndarray:
+    """A PNG (its path or bytes) as float64 grey values in [0, 1] (consecutive samples
+    reuse one image)."""
+    image = iio.imread(png, extension=".png")
     if image.ndim == 3:
         image = rgb2gray(image[..., :3])
         return image

@@ -56,11 +56,22 @@ def check_counts(source, splits: dict[str, int]) -> None:
             raise RecipeError(msg)
 
 
-def sampler(source, split: str):
-    images = _split_images(source, split)
+def inputs(source, split: str, start: int, stop: int) -> dict[int, tuple]:
+    """Sample index → (split, slice number) of the slice it is cut from."""
+    count = len(_split_images(source, split))
+    return {index: (split, index % count) for index in range(start, stop)}
+
+
+def load_input(source, key: tuple) -> np.ndarray:
+    split, number = key
+    return _split_images(source, split)[number]
+
+
+def sampler(source, split: str, materials: dict | None = None):
+    images = None if materials is not None else _split_images(source, split)
 
     def draw(index: int, rng: np.random.Generator) -> np.ndarray:
-        image = images[index % len(images)]
+        image = materials[index] if images is None else images[index % len(images)]
         side = image.shape[0] if source.crop is None else min(source.crop, image.shape[0])
         top = int(rng.integers(0, image.shape[0] - side + 1))
         left = int(rng.integers(0, image.shape[1] - side + 1))

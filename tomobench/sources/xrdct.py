@@ -54,13 +54,25 @@ def prepare(source) -> None:
         _masks(source.masks, source.size, len(source.phases))
 
 
-def sampler(source, split: str):
+def inputs(source, split: str, start: int, stop: int) -> dict[int, tuple] | None:
+    """Every sample draws from the masks file, if the source names one."""
+    return None if source.masks is None else dict.fromkeys(range(start, stop), ("masks",))
+
+
+def load_input(source, key: tuple) -> np.ndarray:
+    return _masks(source.masks, source.size, len(source.phases))
+
+
+def sampler(source, split: str, materials: dict | None = None):
     del split
     phases, two_theta, wavelength = _setting(source)
-    masks = None if source.masks is None else _masks(source.masks, source.size, len(phases))
+    masks = None
+    if source.masks is not None and materials is None:
+        masks = _masks(source.masks, source.size, len(phases))
 
     def draw(index: int, rng: np.random.Generator):
-        maps = xrd.phase_maps(source.phantom, source.size, len(phases), rng, masks=masks)
+        drawn_from = masks if materials is None else materials[index]
+        maps = xrd.phase_maps(source.phantom, source.size, len(phases), rng, masks=drawn_from)
         data, truth = xrd.cube(
             maps,
             phases,

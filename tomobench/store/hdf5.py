@@ -1,17 +1,13 @@
 """HDF5 libraries (h5py).
 
 Every array of a split is chunked along its samples, unfiltered, and its storage is allocated
-when it is created: the file's layout is then fixed, and writing samples only puts bytes at
-known places. A build therefore writes sample data straight into the file (``os.pwrite`` at
-the offsets HDF5 reports for each storage chunk), from as many processes as it has workers,
-while one process keeps the file open for its metadata (the chunk flags). A killed build
-leaves a readable file.
+when it is created, so that a disk too small is found before any sample is computed. Only the
+process that builds the library opens it: a parallel build's workers hand their chunks back to
+it (``parallel_writes`` is false). A killed build leaves a readable file.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -22,6 +18,7 @@ from tomobench.store.format import BUILD_GROUP, ArraySpec
 
 class HDF5Store:
     format = "hdf5"
+    parallel_writes = False
 
     def __init__(self, path: Path, mode: str) -> None:
         self.path = path
@@ -85,6 +82,10 @@ class HDF5Store:
             )
         self._file.flush()
 
+    def space_needed(self, specs: list[ArraySpec]) -> int:
+        """Bytes that the arrays of ``specs`` take when created: all their storage."""
+        return sum(int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize for spec in specs)
+
     def mark_written(self, split: str, chunks: int) -> None:
         """Flag every chunk of ``split`` written (a finished split that a build reopens)."""
         group = self._file.require_group(BUILD_GROUP)
@@ -94,40 +95,12 @@ class HDF5Store:
         self._file.flush()
 
     def write_chunk(self, split: str, index: int, start: int, arrays: dict) -> None:
-        placed = self.placement(split, start, start + len(next(iter(arrays.values()))))
-        if placed is not None and set(placed.names) == set(arrays):
-            write_placed(self.path, placed, arrays)
-        else:
-            for name, values in arrays.items():
-                self._file[f"{split}/{name}"][start : start + len(values)] = values
-            self._file.flush()
-        self.flag_written(split, index)
-
-    def flag_written(self, split: str, index: int) -> None:
-        """Flag chunk ``index`` of ``split`` written (once its data is in the file)."""
+        """Write samples ``start:…`` of every array of ``split``, then flag chunk ``index``."""
+        for name, values in arrays.items():
+            self._file[f"{split}/{name}"][start : start + len(values)] = values
+        self._file.flush()
         self._file[f"{BUILD_GROUP}/{split}"][index] = 1
         self._file.flush()
-
-    def placement(self, split: str, start: int, stop: int) -> Placement | None:
-        """Where samples ``start:stop`` of every array of ``split`` lie in the file, or
-        None if some array's storage is not plain allocated chunks (a filter, or a layout
-        another program wrote), which only h5py may then write."""
-        pieces = []
-        for name, dataset in self._file[split].items():
-            dcpl = dataset.id.get_create_plist()
-            if (
-                dataset.chunks is None
-                or start % dataset.chunks[0] != 0
-                or dcpl.get_nfilters() != 0
-                or dcpl.get_alloc_time() != h5py.h5d.ALLOC_TIME_EARLY
-                or dataset.dtype.kind not in "fiub"
-            ):
-                return None
-            found = _chunk_pieces(name, dataset, start, stop)
-            if found is None:
-                return None
-            pieces += found
-        return Placement(start=start, pieces=tuple(pieces))
 
     def drop_flags(self) -> None:
         if BUILD_GROUP in self._file:
@@ -135,87 +108,6 @@ class HDF5Store:
 
     def close(self) -> None:
         self._file.close()
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One storage chunk of one array: the (start, stop) it holds on each axis
-    (``selection``; on the sample axis counted from the first sample written), its full
-    shape, and its byte offset in the file."""
-
-    name: str
-    selection: tuple[tuple[int, int], ...]
-    shape: tuple[int, ...]
-    dtype: str
-    offset: int
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where the samples ``start:…`` of a split's arrays lie in an HDF5 file."""
-
-    start: int
-    pieces: tuple[Piece, ...]
-
-    @property
-    def names(self) -> list[str]:
-        return list(dict.fromkeys(piece.name for piece in self.pieces))
-
-
-def _chunk_pieces(name: str, dataset: h5py.Dataset, start: int, stop: int) -> list[Piece] | None:
-    """The storage chunks of samples ``start:stop`` (``start`` begins one), or None if one
-    of them has no plain storage of its full size, or if this HDF5 cannot say where chunks
-    lie."""
-    chunk_info = getattr(dataset.id, "get_chunk_info_by_coord", None)  # HDF5 >= 1.10.5
-    if chunk_info is None:
-        return None
-    chunks, shape = dataset.chunks, dataset.shape
-    first, last = start // chunks[0], (stop - 1) // chunks[0]
-    grids = [range(first, last + 1)] + [range(-(-n // c)) for n, c in zip(shape[1:], chunks[1:])]
-    pieces = []
-    for coords in np.ndindex(*(len(grid) for grid in grids)):
-        corner = tuple(grid[k] * c for grid, k, c in zip(grids, coords, chunks))
-        info = chunk_info(corner)
-        if info.byte_offset is None or info.size != int(np.prod(chunks)) * dataset.dtype.itemsize:
-            return None
-        low = [corner[0] - start, *corner[1:]]
-        high = [min(corner[0] + chunks[0], stop) - start] + [
-            min(c0 + c, n) for c0, c, n in zip(corner[1:], chunks[1:], shape[1:])
-        ]
-        pieces.append(
-            Piece(name, tuple(zip(low, high)), tuple(chunks), dataset.dtype.str, info.byte_offset)
-        )
-    return pieces
-
-
-def write_placed(path: Path, placed: Placement, arrays: dict[str, np.ndarray]) -> None:
-    """Put ``arrays`` (samples ``placed.start:…``) at their places in the HDF5 file at
-    ``path``. A storage chunk that an array's extent cuts across another axis than the
-    samples (the last range of channels) is written padded to its full shape, as HDF5 lays
-    it out; the last chunk of a split takes only the samples there are, which come first in
-    its layout. Raises OSError as the disk does (full disk, lost mount)."""
-    descriptor = os.open(path, os.O_WRONLY)
-    try:
-        for piece in placed.pieces:
-            values = arrays[piece.name]
-            region = tuple(slice(low, high) for low, high in piece.selection)
-            block = values[region]
-            if block.shape[1:] != piece.shape[1:]:
-                padded = np.zeros(piece.shape, dtype=piece.dtype)
-                padded[tuple(slice(0, n) for n in block.shape)] = block
-                block = padded
-            data = memoryview(np.ascontiguousarray(block, dtype=piece.dtype)).cast("B")
-            _write_all(descriptor, data, piece.offset)
-    finally:
-        os.close(descriptor)
-
-
-def _write_all(descriptor: int, data: memoryview, offset: int) -> None:
-    while len(data):
-        written = os.pwrite(descriptor, data, offset)
-        if written == 0:
-            raise OSError(28, "No space left on device")  # errno.ENOSPC
-        data, offset = data[written:], offset + written
 
 
 def _plain(value):

@@ -42,6 +42,7 @@ def settle() -> None:
 
 class ZarrStore:
     format = "zarr"
+    parallel_writes = True
 
     def __init__(self, path: Path, mode: str) -> None:
         self.path = path
@@ -106,6 +107,10 @@ class ZarrStore:
                 fill_value=np.nan if np.dtype(spec.dtype).kind == "f" else 0,
                 compressors=_COMPRESSOR,
             )
+
+    def space_needed(self, specs: list[ArraySpec]) -> int:
+        """None at creation: chunks are compressed, and take their space as they are written."""
+        return 0
 
     def mark_written(self, split: str, chunks: int) -> None:
         """Flag every chunk of ``split`` written (a finished split that a build reopens)."""
