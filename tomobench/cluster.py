@@ -31,6 +31,32 @@ from tomobench.store.base import Store
 Task = tuple[str, int, int, int]
 """(split, chunk index, first sample, stop)."""
 
+# dask settings of the clusters a build starts, each kept because benchmarks/bench_cluster.py
+# shows, in one run against dask's defaults, that it pays (docs/benchmarks.md)
+KEPT_HEAP = {"MALLOC_MMAP_THRESHOLD_": 64 * 2**20, "MALLOC_TRIM_THRESHOLD_": 128 * 2**20}
+"""Worker environment: arrays below 64 MiB come from the heap and up to 128 MiB of freed heap
+is kept. dask's default (``MALLOC_TRIM_THRESHOLD_=65536``) hands freed memory back at once,
+and every chunk then faults its arrays' pages in anew."""
+QUIET_HOUSEKEEPING = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "2s",
+    "distributed.scheduler.work-stealing": False,
+    "distributed.scheduler.active-memory-manager.start": False,
+}
+"""Nobody watches a build's dashboard: no statistical profiler, slower monitors, no work
+stealing or memory manager (tasks are alike and results leave at once). The CPU they take
+is the workers' on a small machine."""
+
+
+def local_settings() -> dict:
+    """The dask settings (``dask.config.set``) a build starts its cluster with."""
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    return {"distributed.nanny.pre-spawn-environ": environ | KEPT_HEAP, **QUIET_HOUSEKEEPING}
+
 
 @contextmanager
 def connect(workers: int, scheduler: str | None) -> Iterator:
@@ -50,20 +76,23 @@ def connect(workers: int, scheduler: str | None) -> Iterator:
     # Ctrl-C is for this process, which then stops the cluster: workers started while
     # SIGINT is ignored keep ignoring it (the preload does the same for any worker that dask
     # starts again later)
+    import dask
+
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            # the scheduler serves HTTP even without a dashboard, by default on port 8787,
-            # and warns if that is taken: any free port of the loopback interface will do
-            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-            # the build reports every error of a task itself
-            silence_logs=logging.CRITICAL,
-            preload=["tomobench._dask_worker"],
-        )
+        with dask.config.set(local_settings()):  # read as the cluster starts
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                # the scheduler serves HTTP even without a dashboard, by default on port 8787,
+                # and warns if that is taken: any free port of the loopback interface will do
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                # the build reports every error of a task itself
+                silence_logs=logging.CRITICAL,
+                preload=["tomobench._dask_worker"],
+            )
     finally:
         signal.signal(signal.SIGINT, handler)
     with cluster, Client(cluster) as client:
