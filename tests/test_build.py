@@ -214,7 +214,7 @@ def test_zarr_library_reads_with_plain_zarr(tmp_path, tiny_library):
     assert group["val/sinograms"].shape == (5, 24, 34)
     assert group["val/sinograms"].chunks == (4, 24, 34)
     assert [codec.to_dict() for codec in group["val/sinograms"].compressors] == [
-        {"name": "zstd", "configuration": {"level": 1, "checksum": False}}
+        {"name": "zstd", "configuration": {"level": 1, "checksum": True}}
     ]
     assert "_build" not in group
 

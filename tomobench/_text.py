@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 import stat
 from pathlib import Path
 
@@ -35,3 +36,35 @@ def file_kind(mode: int) -> str:
     """What a ``st_mode`` (or a file-type constant such as ``stat.S_IFIFO``) names: "a
     folder", "a FIFO (a named pipe)", …"""
     return _KINDS.get(stat.S_IFMT(mode), "not a file")
+
+
+QUOTE_LIMIT = 200
+"""Most characters of a user's input quoted in an error message."""
+
+
+class _BoundedRepr(reprlib.Repr):
+    """``repr`` in bounded time and length: a few levels and items of a collection (shared or
+    cyclic ones too), the start of a long string, and an integer too long for Python to
+    write in digits said by its size."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel = 3
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdict = 8
+        self.maxother = QUOTE_LIMIT
+
+    def repr_str(self, value, level):
+        return shorten(repr(value[: QUOTE_LIMIT + 1]), QUOTE_LIMIT)
+
+    repr_bytes = repr_str  # YAML's !!binary
+
+    def repr_int(self, value, level):
+        try:
+            return shorten(repr(value), QUOTE_LIMIT)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            return f"<an integer of {value.bit_length()} bits>"
+
+
+def quote(value: object) -> str:
+    """``repr(value)`` in at most ``QUOTE_LIMIT`` characters, ending in "…" if cut."""
+    return shorten(_BoundedRepr().repr(value), QUOTE_LIMIT)

@@ -4,6 +4,8 @@ and, for a parallel build, the cluster (:mod:`tomobench.cluster`)."""
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterable
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -44,6 +46,15 @@ def build(
     if workers < 1:
         msg = f"workers must be >= 1, got {workers}"
         raise RecipeError(msg)
+    if scheduler is None and workers > (cpus := usable_cpus()):
+        # each worker is a single-threaded process that computes at full speed: more of them
+        # than CPUs only share the CPUs, and each holds its own projector in memory
+        warnings.warn(
+            f"workers {workers} capped at {cpus}, the CPUs this process may use",
+            WorkersCapped,
+            stacklevel=2,
+        )
+        workers = cpus
     path, recipe = partial.target(recipe, out, format=format, chunk=chunk)
     wanted = partial.wanted_splits(recipe, splits)
     backends = {
@@ -85,6 +96,17 @@ def build(
             with suppress(Exception):
                 store.close()
     return path
+
+
+class WorkersCapped(UserWarning):
+    """A build asked for more local workers than this process has CPUs."""
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 @contextmanager

@@ -35,7 +35,7 @@ warnings.filterwarnings(
 def _show_warning(shown, message, category, filename, lineno, file=None, line=None) -> None:
     """tomobench's own warnings (a download with no checksum to check it by) as one
     ``warning:`` line; other libraries' warnings as ``shown`` shows them."""
-    if category is UserWarning and "tomobench" in Path(filename).parts:
+    if issubclass(category, UserWarning) and "tomobench" in Path(filename).parts:
         err.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
     else:
         shown(message, category, filename, lineno, file, line)

@@ -517,12 +517,24 @@ def _bytes_read(error: Exception, received: int) -> tuple[int, int | None]:
 
 
 def _reason(error: Exception) -> str:
-    """The innermost readable cause of a requests error ("Connection refused"), one line."""
-    text = str(error)
-    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
-    if found:
-        return found.group(1).strip()
-    return " ".join(text.split()) or type(error).__name__
+    """The innermost readable cause of a requests error ("Connection refused"), one line:
+    the ``strerror`` of the first operating-system error among its causes (each error's
+    ``__cause__``, ``__context__``, the errors among its ``args`` and urllib3's ``reason``),
+    else the error's own text."""
+    pending, seen = [error], set()
+    while pending:
+        cause = pending.pop(0)
+        if id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.strerror:
+            return " ".join(str(cause.strerror).split())
+        pending += [found for found in (cause.__cause__, cause.__context__) if found is not None]
+        pending += [arg for arg in getattr(cause, "args", ()) if isinstance(arg, BaseException)]
+        reason = getattr(cause, "reason", None)
+        if isinstance(reason, BaseException):
+            pending.append(reason)
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 # --- unpacking --------------------------------------------------------------------------

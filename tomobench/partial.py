@@ -10,8 +10,8 @@ state that the next build resumes:
   ``PATH.partial`` is not tomobench's, and is refused, never deleted;
 - a split's chunk flags are made before its arrays, and dropped only once every chunk is
   written: a partial split without flags is complete;
-- a finished library that gains splits gets flags for the splits it has (all written) before
-  it is renamed back to ``PATH.partial``.
+- a finished library that gains splits is renamed back to ``PATH.partial`` first; its
+  splits, without flags, are complete.
 
 One build at a time holds ``PATH``: an exclusive lock (``fcntl.flock``, released by the
 system whatever ends the process) on the file ``.NAME.lock`` beside it. A second build of the
@@ -153,15 +153,14 @@ def open_for_build(
             _check_same(library, recipe, backends)
             if set(wanted) <= set(library.splits):
                 return None, recipe
-            built, chunk = library.splits, library.recipe.output.chunk
-            counts = {split: library.recipe.splits[split] for split in built}
-        # add splits to a finished library: it becomes partial again, its splits all written
-        store = open_store(path, "r+")
-        with write_errors(store):
-            for split in built:
-                store.mark_written(split, chunk_count(counts[split], chunk))
-            store.set_attrs({"complete": False})
-            store.close()
+        if path_status(partial) is not None or os.path.islink(partial):
+            msg = (
+                f"both {path} and {partial.name} exist: tomobench never leaves both; "
+                f"move {partial.name} away to add splits to {path.name}"
+            )
+            raise StoreError(msg)
+        # add splits to a finished library: it becomes partial again; its splits have no
+        # chunk flags, which says that every chunk of theirs is written
         os.replace(path, partial)
     _refuse_foreign(partial)
     if path_status(partial) is not None:

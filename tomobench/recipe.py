@@ -10,7 +10,6 @@ import hashlib
 import json
 import math
 import os
-import reprlib
 import stat
 from importlib import resources
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Annotated, Literal, Union, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tomobench._text import file_kind, shorten
+from tomobench._text import QUOTE_LIMIT, file_kind, quote, shorten
 from tomobench.errors import RecipeError
 
 SPLITS = ("train", "val", "test")
@@ -752,8 +751,7 @@ _YAML_EXPANSION = 100_000
 """Most nodes that the aliases of a YAML file may add, expanded (a billion laughs adds 10⁹)."""
 _YAML_DIGITS = 1_000
 """Most characters of an integer in a YAML file (Python converts at most 4,300 digits)."""
-_QUOTE_LIMIT = 200
-"""Most characters of a user's input quoted in an error message."""
+_QUOTE_LIMIT = QUOTE_LIMIT
 
 
 def _read_text(path: Path, *, what: str, error: type[Exception]) -> str:
@@ -869,7 +867,7 @@ class _BoundedLoader(yaml.SafeLoader):
                 except TypeError:  # an unhashable key: PyYAML says so
                     continue
                 if given:
-                    problem = f"key {_quote(key)} is given twice (first at line {first[key]})"
+                    problem = f"key {quote(key)} is given twice (first at line {first[key]})"
                     raise _Refused(problem=problem, problem_mark=key_node.start_mark)
                 first[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
@@ -933,35 +931,7 @@ def _describe(item: dict) -> str:
         return f"{path}: {message}"
     if isinstance(item["input"], dict):
         return f"{path}: {message}"
-    return f"{path}: {message} (got {_quote(item['input'])})"
-
-
-class _BoundedRepr(reprlib.Repr):
-    """``repr`` in bounded time and length: a few levels and items of a collection (shared or
-    cyclic ones too), the start of a long string, and an integer too long for Python to
-    write in digits said by its size."""
-
-    def __init__(self):
-        super().__init__()
-        self.maxlevel = 3
-        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdict = 8
-        self.maxother = _QUOTE_LIMIT
-
-    def repr_str(self, value, level):
-        return shorten(repr(value[: _QUOTE_LIMIT + 1]), _QUOTE_LIMIT)
-
-    repr_bytes = repr_str  # YAML's !!binary
-
-    def repr_int(self, value, level):
-        try:
-            return shorten(repr(value), _QUOTE_LIMIT)
-        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
-            return f"<an integer of {value.bit_length()} bits>"
-
-
-def _quote(value: object) -> str:
-    """``repr(value)`` in at most ``_QUOTE_LIMIT`` characters, ending in "…" if cut."""
-    return shorten(_BoundedRepr().repr(value), _QUOTE_LIMIT)
+    return f"{path}: {message} (got {quote(item['input'])})"
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:

@@ -140,14 +140,16 @@ def describe_error(item: dict, *, prefix: str = "", allowed: Callable | None = N
             parts[-1] += f"[{part}]"
         else:
             parts.append(str(part))
-    path = ".".join(parts) or "config"
+    from tomobench._text import QUOTE_LIMIT, quote, shorten
+
+    path = shorten(".".join(parts) or "config", QUOTE_LIMIT)
     kind = item["type"]
     if kind == "extra_forbidden":
         names = allowed(tuple(item["loc"][:-1])) if allowed is not None else None
         return f"{path}: unknown field" + (f" (allowed here: {names})" if names else "")
     if kind == "missing":
         return f"{path}: field required"
-    message = item["msg"].removeprefix("Value error, ")
+    message = shorten(item["msg"].removeprefix("Value error, "), 3 * QUOTE_LIMIT)
     if "input" not in item or isinstance(item["input"], (dict, list)):
         return f"{path}: {message}"
-    return f"{path}: {message} (got {item['input']!r})"
+    return f"{path}: {message} (got {quote(item['input'])})"

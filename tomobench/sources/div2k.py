@@ -94,7 +94,6 @@ def split_files(source, split: str) -> list[Path]:
     return train[:cut] if split == "train" else train[cut:]
 
 
-@functools.cache
 def _images(name: str) -> list[Path]:
     from tomobench.datasets import path_of
 
@@ -102,11 +101,18 @@ def _images(name: str) -> list[Path]:
     if folder is None:
         msg = f"dataset {name!r} is not in the cache: run `tomobench fetch {name}`"
         raise RecipeError(msg)
-    files = sorted(Path(folder).rglob("*.png"), key=lambda path: path.name)
+    files = _png_files(str(folder))
     if not files:
         msg = f"dataset {name!r} ({folder}) holds no PNG image"
         raise RecipeError(msg)
     return files
+
+
+@functools.cache
+def _png_files(folder: str) -> list[Path]:
+    """The PNG images under an unpacked dataset's folder (which never changes), sorted by
+    name."""
+    return sorted(Path(folder).rglob("*.png"), key=lambda path: path.name)
 
 
 @functools.lru_cache(maxsize=2)

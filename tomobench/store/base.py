@@ -38,8 +38,6 @@ class Store(Protocol):
         """Bytes of disk that creating the arrays of ``specs`` takes at once."""
     def create_split(self, split: str, specs: list[ArraySpec], chunks: int) -> None:
         """The arrays of a new split, after its chunk flags (all unwritten)."""
-    def mark_written(self, split: str, chunks: int) -> None:
-        """Flags of every chunk of a finished ``split``, all written."""
     def write_chunk(self, split: str, index: int, start: int, arrays: dict) -> None:
         """Samples ``start:…`` of every array of ``split``, then flag chunk ``index``."""
     def drop_flags(self) -> None: ...

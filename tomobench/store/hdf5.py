@@ -1,7 +1,7 @@
 """HDF5 libraries (h5py).
 
-Every array of a split is chunked along its samples, unfiltered, and its storage is allocated
-when it is created, so that a disk too small is found before any sample is computed. Only the
+Every array of a split is chunked along its samples, each chunk with a Fletcher-32 checksum,
+and its storage is allocated when it is created, so that a disk too small is found before any sample is computed. Only the
 process that builds the library opens it: a parallel build's workers hand their chunks back to
 it (``parallel_writes`` is false). A killed build leaves a readable file.
 """
@@ -22,7 +22,17 @@ class HDF5Store:
 
     def __init__(self, path: Path, mode: str) -> None:
         self.path = path
-        self._file = h5py.File(path, mode)
+        try:
+            self._file = h5py.File(path, mode)
+        except OSError as error:
+            if mode != "r":
+                raise
+            # the build that writes a partial library holds it open and locked: a reader
+            # (`info`, for the build's progress) opens it without a lock of its own
+            try:
+                self._file = h5py.File(path, mode, locking=False)
+            except OSError:
+                raise error from None
 
     @classmethod
     def create(cls, path: Path) -> HDF5Store:
@@ -78,21 +88,14 @@ class HDF5Store:
             dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
             dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
             group.create_dataset(
-                spec.name, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks, dcpl=dcpl
+                spec.name, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks, dcpl=dcpl,
+                fletcher32=True,  # a checksum of each chunk: damage on disk fails to read
             )
         self._file.flush()
 
     def space_needed(self, specs: list[ArraySpec]) -> int:
         """Bytes that the arrays of ``specs`` take when created: all their storage."""
         return sum(int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize for spec in specs)
-
-    def mark_written(self, split: str, chunks: int) -> None:
-        """Flag every chunk of ``split`` written (a finished split that a build reopens)."""
-        group = self._file.require_group(BUILD_GROUP)
-        if split in group:
-            del group[split]
-        group.create_dataset(split, data=np.ones(chunks, dtype="u1"))
-        self._file.flush()
 
     def write_chunk(self, split: str, index: int, start: int, arrays: dict) -> None:
         """Write samples ``start:…`` of every array of ``split``, then flag chunk ``index``."""

@@ -12,9 +12,10 @@ from zarr.codecs import ZstdCodec
 
 from tomobench.store.format import BUILD_GROUP, ArraySpec
 
-# zstd at level 1: twice as fast to write as zarr's default (level 3), for a third more disk
-# (shapes-128: 0.55 vs 1.09 ms and 84 vs 62 KiB a sample; uncompressed: 0.47 ms, 174 KiB).
-_COMPRESSOR = ZstdCodec(level=1)
+# zstd at level 1 (twice as fast to write as zarr's default level 3, for a third more disk:
+# docs/benchmarks.md), with zstd's checksum of each chunk's content: a chunk damaged on disk
+# (a flipped byte) fails to read instead of giving other values
+_COMPRESSOR = ZstdCodec(level=1, checksum=True)
 
 
 def settle() -> None:
@@ -111,12 +112,6 @@ class ZarrStore:
     def space_needed(self, specs: list[ArraySpec]) -> int:
         """None at creation: chunks are compressed, and take their space as they are written."""
         return 0
-
-    def mark_written(self, split: str, chunks: int) -> None:
-        """Flag every chunk of ``split`` written (a finished split that a build reopens)."""
-        self._group.require_group(BUILD_GROUP).create_array(
-            split, shape=(chunks,), dtype="u1", chunks=(1,), fill_value=1, overwrite=True
-        )
 
     def write_chunk(self, split: str, index: int, start: int, arrays: dict) -> None:
         for name, values in arrays.items():
