@@ -1,9 +1,10 @@
 """HDF5 libraries (h5py).
 
 Every array of a split is chunked along its samples, each chunk with a Fletcher-32 checksum,
-and its storage is allocated when it is created, so that a disk too small is found before any sample is computed. Only the
-process that builds the library opens it: a parallel build's workers hand their chunks back to
-it (``parallel_writes`` is false). A killed build leaves a readable file.
+and its storage is allocated when it is created, so that a disk too small is found before any
+sample is computed. Only the process that builds the library opens it: a parallel build's
+workers hand their chunks back to it (``parallel_writes`` is false). A killed build leaves a
+readable file.
 """
 
 from __future__ import annotations
