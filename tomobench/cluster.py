@@ -111,16 +111,17 @@ def run(
 ) -> None:
     """Compute the chunks of ``todo`` on the workers of ``client`` and have each written
     into ``store`` (and flagged) as it comes back."""
-    from distributed import as_completed
+    from distributed import KilledWorker, as_completed
 
     target = (str(store.path), store.format) if store.parallel_writes else None
     if target is not None and remote:
         _check_workers_see(client, store.path)
     shipped: dict[tuple, object] = {}  # key of an input → its future on the cluster
-    futures, tasks = [], {}
+    users: dict[tuple, int] = {}  # key of an input → tasks not yet done that draw from it
+    futures, tasks, drawn_from = [], {}, {}
     for task in todo:
         split, _, start, stop = task
-        materials = None
+        materials, keys = None, None
         if remote:
             keys = sources.inputs(recipe.source, split, start, stop)
             if keys is not None:
@@ -128,17 +129,32 @@ def run(
                     if key not in shipped:
                         value = sources.load_input(recipe.source, key)
                         shipped[key] = client.scatter(value, hash=False)
+                    users[key] = users.get(key, 0) + 1
                 materials = {index: shipped[key] for index, key in keys.items()}
         future = client.submit(
             chunk_task, recipe, task, backends[split], materials, target, pure=False
         )
         futures.append(future)
         tasks[future.key] = task
+        drawn_from[future.key] = set(keys.values()) if keys is not None else set()
     try:
         for future in as_completed(futures):
             split, index, start, stop = tasks[future.key]
-            result = future.result()  # a task whose worker was lost is run again, waited for
+            try:
+                result = future.result()  # a task whose worker was lost is run again
+            except KilledWorker:
+                msg = (
+                    f"chunk {index} of split {split} ended the dask worker that ran it, "
+                    "each time it was tried (out of memory?): use fewer workers per machine "
+                    "or a smaller output.chunk; the partial library is kept, run the same "
+                    "build again to resume"
+                )
+                raise StoreError(msg) from None
             future.release()
+            for key in drawn_from.pop(future.key):
+                users[key] -= 1
+                if not users[key]:  # no task left needs it: the cluster may let it go
+                    del shipped[key]
             if isinstance(result, TomobenchError):
                 raise result
             if result is not None:

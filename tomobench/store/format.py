@@ -1,10 +1,10 @@
-"""The on-disk library format (version 1), stated once for HDF5 and Zarr alike.
+"""The on-disk library format (version 2), stated once for HDF5 and Zarr alike.
 
 One library is one HDF5 file or one Zarr group holding the same tree:
 
 - root attrs: ``tomobench_format``, ``tomobench_version``, ``recipe`` (JSON text),
-  ``recipe_sha256``, ``task``, ``backend`` (the projector that made the sinograms) and
-  ``complete``;
+  ``recipe_sha256``, ``task``, ``backend`` and ``identity`` (JSON text: each split's
+  projector backend, each split's identity digest) and ``complete``;
 - ``/angles`` (A,) float64, radians, endpoint excluded;
 - ``/{split}/images`` (N, H, W) float32 in [0, 1];
 - ``/{split}/sinograms`` (N, A, D) float32, angle axis first;
@@ -14,9 +14,10 @@ A hyperspectral library adds a channel axis last to these arrays ((N, H, W, C) a
 (N, A, D, C)), its spectral axis at the root (``/two_theta``, degrees) and the arrays of
 ground truth its source made (phase fractions, crystallite size, strain, …).
 
-Samples lie on axis 0, chunked along it (``output.chunk`` samples a chunk). While a build
-runs, the library lives at ``PATH.partial`` with a ``_build/{split}`` array of chunk flags;
-it is renamed to ``PATH`` only when every chunk is written.
+Samples lie on axis 0, chunked along it (``output.chunk`` samples a chunk), each chunk
+checksummed (Fletcher-32 in HDF5, zstd's content checksum in Zarr). While a build runs, the
+library lives at ``PATH.partial`` with a ``_build/{split}`` array of chunk flags; it is
+renamed to ``PATH`` only when every chunk is written (:mod:`tomobench.partial`).
 """
 
 from __future__ import annotations
