@@ -137,7 +137,7 @@ def locked(path: Path) -> Iterator[None]:
         yield
     finally:
         with suppress(OSError):
-            lock.unlink()  # while still held: a build waiting on this file then tries again
+            lock.unlink()  # while still held: a build that opened it meanwhile sees it gone
         os.close(descriptor)
 
 
