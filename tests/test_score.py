@@ -103,10 +103,11 @@ def test_report_states_library_conventions_and_statistics(tmp_path, tiny_library
     data = report.to_json()
     assert set(data) == {
         "report_format", "tomobench_version", "library", "library_path", "recipe_sha256",
-        "identity", "task", "split", "n", "submission", "baseline", "conventions", "metrics",
-        "per_sample", "per_channel",
+        "identity", "task", "split", "n", "submission", "baseline", "scale", "crop_border",
+        "conventions", "metrics", "per_sample", "per_channel",
     }  # fmt: skip
-    assert data["report_format"] == 2
+    assert data["report_format"] == 3
+    assert data["scale"] is None and data["crop_border"] is None  # reconstruction
     assert data["library"] == "tiny-test"
     assert data["recipe_sha256"] == make_recipe().sha256()
     assert data["per_channel"] is None  # a 2-D library

@@ -160,10 +160,15 @@ def _size(nbytes: int) -> str:
 @app.command()
 @_user_errors
 def baseline(
-    method: str = typer.Argument(..., help="fbp, sirt or cgls"),
+    method: str = typer.Argument(
+        ..., help="fbp, sirt or cgls; nearest, bilinear or bicubic (with --scale)"
+    ),
     library: Path = typer.Argument(..., help="library (*.h5 or *.zarr)"),
     out_path: Path = typer.Option(..., "--out", help="submission to write (.npy, .h5, .zarr)"),
     split: str = typer.Option("test", "--split"),
+    scale: int | None = typer.Option(
+        None, "--scale", min=2, help="super-resolution: upsample images_x{SCALE}"
+    ),
     filter: str = typer.Option("ram-lak", "--filter", help="FBP filter"),
     iterations: int | None = typer.Option(
         None, "--iterations", min=1, help="SIRT (default 100) or CGLS (default 30) iterations"
@@ -174,13 +179,37 @@ def baseline(
         False, "--overwrite", help="replace what is at --out, even if not a submission"
     ),
 ) -> None:
-    """Reconstruct a split with a classical method and write it as a submission."""
-    from tomobench import baselines
+    """Reconstruct a split with a classical method (or upsample its low-resolution twins)
+    and write it as a submission."""
+    from tomobench import baselines, superres
     from tomobench.errors import RecipeError
     from tomobench.score import check_submission_output, write_submission
     from tomobench.store import open_library
 
     options = {"nonnegative": nonnegative, "mask": mask}
+    if method in superres.METHODS:
+        if scale is None:
+            msg = f"baseline {method} upsamples the library's images_x{{S}}: give --scale S"
+            raise RecipeError(msg)
+        if iterations is not None or nonnegative or mask:
+            msg = f"--iterations, --nonnegative and --mask apply to reconstruction, not {method}"
+            raise RecipeError(msg)
+        check_submission_output(out_path, overwrite=overwrite)
+        started = time.perf_counter()
+        with open_library(library) as lib:
+            if split in lib.splits:
+                lib.check_split(split)
+            images = superres.run(method, lib, split=split, scale=scale)
+        path = write_submission(out_path, images, overwrite=overwrite)
+        seconds = time.perf_counter() - started
+        out.print(
+            f"wrote {path}: {method} ×{scale} of {len(images)} samples in {seconds:.1f} s "
+            f"(score it with --scale {scale})"
+        )
+        return
+    if scale is not None:
+        msg = f"--scale applies to nearest, bilinear and bicubic, not {method}"
+        raise RecipeError(msg)
     if method == "fbp":
         if iterations is not None:
             msg = "--iterations applies to sirt and cgls, not fbp"
@@ -221,8 +250,15 @@ def score(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="replace a different entry already in the entry's file"
     ),
+    scale: int | None = typer.Option(
+        None, "--scale", min=2, help="super-resolution of images_x{SCALE}, beside bicubic"
+    ),
+    crop_border: int | None = typer.Option(
+        None, "--crop-border", min=0, help="pixels cut off every side (default: the scale)"
+    ),
 ) -> None:
-    """Score a submission against a split's ground truth, beside FBP."""
+    """Score a submission against a split's ground truth, beside FBP (beside bicubic
+    interpolation for super-resolution, --scale)."""
     from tomobench.errors import SubmissionError
     from tomobench.leaderboard import add_to_leaderboard, identity_check
     from tomobench.score import check_output
@@ -241,7 +277,9 @@ def score(
     if json_path is not None and csv_path is not None:
         check_output(csv_path, option="--csv", inputs={"--json report": json_path})
     check = identity_check(leaderboard) if leaderboard is not None else None
-    report = run_score(submission, library, split=split, check=check)
+    report = run_score(
+        submission, library, split=split, check=check, scale=scale, crop_border=crop_border
+    )
     identity = report.identity
     out.print(
         f"{report.library} (recipe {report.recipe_sha256[:12]}, identity "
@@ -255,6 +293,8 @@ def score(
         out.print(f"per-sample scores: {report.write_csv(csv_path)}")
     if leaderboard is not None:
         scoring = ["tomobench", "score", str(submission), str(library), "--split", split]
+        if scale is not None:
+            scoring += ["--scale", str(scale), "--crop-border", str(report.crop_border)]
         commands = [*reproduce, shlex.join(scoring)]
         entry = add_to_leaderboard(
             report, leaderboard, method=method, who=who, reproduce=commands, overwrite=overwrite

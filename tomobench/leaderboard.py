@@ -145,6 +145,10 @@ class Entry(BaseModel):
     metrics: dict[str, MetricSummary] = Field(min_length=1)
     tomobench_version: Text
     reproduce: list[Text] = Field(min_length=1)
+    scale: int | None = Field(default=None, ge=2)
+    """Super-resolution: the factor of the low-resolution twins (None: reconstruction)."""
+    crop_border: int | None = Field(default=None, ge=0)
+    """Super-resolution: the pixels cut off every side before scoring."""
 
     @field_validator("split")
     @classmethod
@@ -153,6 +157,13 @@ class Entry(BaseModel):
             msg = f"split must be one of {', '.join(SPLITS)}, got {value!r}"
             raise ValueError(msg)
         return value
+
+    @model_validator(mode="after")
+    def _scale_and_crop_together(self) -> Entry:
+        if (self.scale is None) != (self.crop_border is None):
+            msg = "scale and crop_border go together (super-resolution) or not at all"
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _one_recipe(self) -> Entry:
@@ -202,6 +213,8 @@ def entry_from_report(
         "tomobench_version": report.tomobench_version,
         "reproduce": list(reproduce),
     }
+    if report.scale is not None:
+        data |= {"scale": report.scale, "crop_border": report.crop_border}
     try:
         return Entry.model_validate(data)
     except ValidationError as error:
@@ -214,13 +227,18 @@ def _slug(text: str) -> str:
 
 
 def entry_path(directory: str | Path, entry: Entry) -> Path:
-    """Where ``entry`` is stored: ``DIR/entries/{library}--{split}--{method}.json``, slugged."""
-    name = f"{_slug(entry.library)}--{entry.split}--{_slug(entry.method)}.json"
+    """Where ``entry`` is stored: ``DIR/entries/{library}--{split}--{method}.json``, slugged
+    (``{library}--{split}--x{scale}--{method}.json`` for super-resolution)."""
+    task = "" if entry.scale is None else f"x{entry.scale}--"
+    name = f"{_slug(entry.library)}--{entry.split}--{task}{_slug(entry.method)}.json"
     return Path(directory) / ENTRIES / name
 
 
 def _entry_text(entry: Entry) -> str:
-    return json.dumps(entry.model_dump(mode="json"), indent=2, allow_nan=False) + "\n"
+    data = entry.model_dump(mode="json")
+    if entry.scale is None:  # a reconstruction entry reads as before super-resolution came
+        del data["scale"], data["crop_border"]
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
 
 
 def write_entry(directory: str | Path, entry: Entry, *, overwrite: bool = False) -> Path:
@@ -352,8 +370,9 @@ def identity_check(directory: str | Path) -> Callable[[Library, str], None]:
 
 
 def render(directory: str | Path) -> str:
-    """The markdown of ``DIR/README.md``: one table per (library, identity, split), its
-    heading naming the recipe, the projector backend, the library format and the identity.
+    """The markdown of ``DIR/README.md``: one table per (library, identity, split, and for
+    super-resolution scale and border), its heading naming the recipe, the projector
+    backend, the library format and the identity.
 
     Rows are entries sorted by the first metric's mean in its direction (best first; ties
     by method, who and date); columns are the rank, the method (linked to its entry), each
@@ -376,15 +395,15 @@ def render(directory: str | Path) -> str:
         lines += ["No entries yet.", ""]
     groups: dict[tuple, list[tuple[Path, Entry]]] = {}
     for path, entry in entries:
-        groups.setdefault((entry.library, entry.identity.sha256, entry.split), []).append(
-            (path, entry)
-        )
+        key = (entry.library, entry.identity.sha256, entry.split, entry.scale or 0,
+               entry.crop_border or 0)  # fmt: skip
+        groups.setdefault(key, []).append((path, entry))
     order = {name: index for index, name in enumerate(SPLITS)}
 
     def group_order(key: tuple) -> tuple:
         identity = groups[key][0][1].identity
-        return (key[0], order[key[2]], identity.recipe_sha256, identity.backend,
-                identity.tomobench_format, key[1])  # fmt: skip
+        return (key[0], order[key[2]], key[3], key[4], identity.recipe_sha256,
+                identity.backend, identity.tomobench_format, key[1])  # fmt: skip
 
     for key in sorted(groups, key=group_order):
         lines += _render_group(directory, key, groups[key])
@@ -392,7 +411,7 @@ def render(directory: str | Path) -> str:
 
 
 def _render_group(directory: Path, key: tuple, rows: list[tuple[Path, Entry]]) -> list[str]:
-    library, _, split = key
+    library, _, split, scale, border = key
     identity = rows[0][1].identity
     names = {name for _, entry in rows for name in entry.metrics}
     metrics = [name for name in METRICS if name in names] + sorted(names - set(METRICS))
@@ -408,8 +427,9 @@ def _render_group(directory: Path, key: tuple, rows: list[tuple[Path, Entry]]) -
         unit = f" ({info[name].unit})" if info[name].unit else ""
         header.append(f"{name}{unit} {'↑' if info[name].higher_is_better else '↓'}")
     header += ["who", "date"]
+    task = f" · super-resolution ×{scale}, border {border}" if scale else ""
     lines = [
-        f"## {_cell(library)} · split {split} · recipe {identity.recipe_sha256[:12]} · "
+        f"## {_cell(library)} · split {split}{task} · recipe {identity.recipe_sha256[:12]} · "
         f"backend {_cell(identity.backend)} · format {identity.tomobench_format} · "
         f"identity {identity.sha256[:12]}",
         "",

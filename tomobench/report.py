@@ -100,6 +100,8 @@ class Report:
     baseline_scores: dict[str, np.ndarray] | None = None
     channel_scores: dict[str, np.ndarray] | None = None
     baseline_channel_scores: dict[str, np.ndarray] | None = None
+    scale: int | None = None
+    crop_border: int | None = None
     conventions: dict = field(default_factory=lambda: json.loads(json.dumps(CONVENTIONS)))
 
     @property
@@ -119,7 +121,9 @@ class Report:
 
         Keys: ``report_format``, ``tomobench_version``, ``library``, ``library_path``,
         ``recipe_sha256``, ``identity``, ``task``, ``split``, ``n``, ``submission``,
-        ``baseline``, ``conventions``, ``metrics`` (per metric: ``higher_is_better``,
+        ``baseline``, ``scale`` and ``crop_border`` (super-resolution: the factor and the
+        border cropped before scoring; ``null`` for reconstruction), ``conventions``,
+        ``metrics`` (per metric: ``higher_is_better``,
         ``unit``, ``submission`` and ``baseline`` statistics), ``per_sample``
         (``submission`` and ``baseline``: per metric, one value per sample) and
         ``per_channel`` (hyperspectral: ``channels``, and for ``submission`` and
@@ -152,7 +156,7 @@ class Report:
                     k: jsonable(v) for k, v in self.baseline_channel_scores.items()
                 }
         return {
-            "report_format": 2,
+            "report_format": 3,
             "tomobench_version": self.tomobench_version,
             "library": self.library,
             "library_path": self.library_path,
@@ -163,6 +167,8 @@ class Report:
             "n": self.n,
             "submission": self.submission,
             "baseline": self.baseline,
+            "scale": self.scale,
+            "crop_border": self.crop_border,
             "conventions": self.conventions,
             "metrics": metrics,
             "per_sample": per_sample,
@@ -205,7 +211,10 @@ class Report:
                 " · hyperspectral: PSNR over the whole cube, SSIM weighted by channel "
                 "energy; per-channel values in the JSON report (per_channel)"
             )
-        table = Table(title=f"{self.library} · split {self.split} · n = {self.n}", caption=caption)
+        title = f"{self.library} · split {self.split} · n = {self.n}"
+        if self.scale is not None:
+            title += f" · super-resolution ×{self.scale}, border {self.crop_border} cropped"
+        table = Table(title=title, caption=caption)
         table.add_column("metric")
         table.add_column("statistic")
         table.add_column("submission", justify="right")

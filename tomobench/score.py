@@ -283,20 +283,31 @@ def check_submission(
 
 
 def expectation(
-    library, split: str, *, source: str | Path = "submission"
+    library, split: str, *, source: str | Path = "submission", scale: int | None = None
 ) -> Callable[[tuple, np.dtype], None]:
     """``expect(shape, dtype)``, raising :class:`SubmissionError` (one line that starts
     with ``source``) unless ``dtype`` is real floating point and ``shape`` the split's
     ``images`` shape: what :func:`read_submission` checks from a file's metadata before
-    it reads the data."""
+    it reads the data. With ``scale``, a submission of the shape of ``images_x{scale}`` is
+    told that it must be brought to the high resolution."""
     expected = tuple(int(n) for n in library[f"{split}/images"].shape)
     name = library.recipe.name
+    low = None
+    if scale is not None:
+        low = tuple(int(n) for n in library[f"{split}/images_x{scale}"].shape)
 
     def expect(shape: tuple, dtype: np.dtype) -> None:
         if np.dtype(dtype).kind != "f":
             msg = (
                 f"{source}: {KEY} has dtype {dtype}; submissions must be real floating "
                 "point (float32 or float64, say)"
+            )
+            raise SubmissionError(msg)
+        if tuple(shape) == low:
+            msg = (
+                f"{source}: {KEY} has the low-resolution shape {tuple(shape)} of "
+                f"images_x{scale}; a super-resolved submission has the shape of images, "
+                f"{expected}"
             )
             raise SubmissionError(msg)
         if tuple(shape) != expected:
@@ -479,6 +490,8 @@ def score(
     split: str = "test",
     baseline: str | None = "fbp",
     check: Callable[[Library, str], None] | None = None,
+    scale: int | None = None,
+    crop_border: int | None = None,
 ) -> Report:
     """Score the submission at ``submission_path`` on split ``split`` of a library.
 
@@ -494,10 +507,15 @@ def score(
     leaderboard ``DIR`` holds this library name and split with another identity (recipe,
     backend or format), or another recipe.
 
+    With ``scale`` S, the submission is super-resolved: the split's ``images_x{S}`` brought
+    back to the shape of its ``images``. Both it and ``images`` lose ``crop_border`` pixels
+    (default S) on every side before they are scored, and the baseline, FBP unless told
+    otherwise, becomes bicubic interpolation (:mod:`tomobench.superres`).
+
     Raises :class:`SubmissionError` for an invalid submission, an incomplete library or an
     unknown split, :class:`~tomobench.errors.StoreError` for a missing library.
     """
-    from tomobench import __version__
+    from tomobench import __version__, superres
     from tomobench.store import open_library
 
     submission_path = Path(submission_path)
@@ -506,7 +524,21 @@ def score(
         if check is not None:
             check(library, split)
         recipe = library.recipe
-        expect = expectation(library, split, source=submission_path)
+        border = None
+        if scale is not None:
+            border = superres.check_scale(library, split, scale, crop_border)
+            if baseline == "fbp":
+                baseline = "bicubic"
+            if baseline is not None and baseline not in superres.METHODS:
+                msg = (
+                    f"baseline {baseline!r} does not super-resolve: use one of "
+                    f"{', '.join(superres.METHODS)}"
+                )
+                raise SubmissionError(msg)
+        elif crop_border is not None:
+            msg = "crop_border applies to super-resolution only: give scale too"
+            raise SubmissionError(msg)
+        expect = expectation(library, split, source=submission_path, scale=scale)
         array = check_submission(
             read_submission(submission_path, expect=expect),
             library,
@@ -515,13 +547,20 @@ def score(
         )
         images = library.read(f"{split}/images")
         hyperspectral = images.ndim == 4
+        if border:
+            images, array = superres.crop(images, border), superres.crop(array, border)
         scores = per_sample_scores(images, array)
         channel_scores = per_channel_scores(images, array) if hyperspectral else None
         baseline_scores = baseline_channel_scores = None
         if baseline is not None:
             from tomobench import baselines
 
-            reconstructions = baselines.run(baseline, library, split=split)
+            if scale is not None:
+                reconstructions = superres.crop(
+                    superres.run(baseline, library, split=split, scale=scale), border
+                )
+            else:
+                reconstructions = baselines.run(baseline, library, split=split)
             baseline_scores = per_sample_scores(images, reconstructions)
             if hyperspectral:
                 baseline_channel_scores = per_channel_scores(images, reconstructions)
@@ -542,4 +581,6 @@ def score(
             baseline_scores=baseline_scores,
             channel_scores=channel_scores,
             baseline_channel_scores=baseline_channel_scores,
+            scale=scale,
+            crop_border=border,
         )
