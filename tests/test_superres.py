@@ -185,3 +185,20 @@ def test_the_command_line_writes_and_scores_interpolation_baselines(library, tmp
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], result.stderr
+
+
+def test_show_draws_low_resolution_bicubic_submissions_and_truth(library, tmp_path):
+    import imageio.v3 as iio
+
+    from tomobench.show import PANEL_PIXELS, show
+
+    with open_library(library) as lib:
+        low = lib.read("test/images_x2")
+    sub = write_submission(tmp_path / "s.npy", superres.upsample(low, (32, 32), "bilinear"))
+    figure = show(library, [sub], samples=3, out=tmp_path / "f.png", scale=2)
+    height, width = iio.imread(figure).shape[:2]
+    assert (height, width) == (3 * PANEL_PIXELS, 4 * PANEL_PIXELS)  # low | bicubic | sub | truth
+    low_path = write_submission(tmp_path / "low.npy", low)
+    with pytest.raises(SubmissionError, match="low-resolution shape"):
+        show(library, [low_path], out=tmp_path / "g.png", scale=2)
+    assert not (tmp_path / "g.png").exists()

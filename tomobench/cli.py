@@ -409,11 +409,21 @@ def show(
     out_path: Path = typer.Option(..., "--out", help="figure to write (.png, .pdf, .svg, ...)"),
     split: str = typer.Option("test", "--split"),
     samples: int = typer.Option(4, "--samples", min=1, help="how many samples"),
+    scale: int | None = typer.Option(
+        None, "--scale", min=2, help="super-resolution of images_x{SCALE}, beside bicubic"
+    ),
+    crop_border: int | None = typer.Option(
+        None, "--crop-border", min=0, help="pixels not scored at every side (default: scale)"
+    ),
 ) -> None:
-    """Draw ground truth | FBP | each submission for a few samples, with their scores."""
+    """Draw ground truth | FBP | each submission for a few samples, with their scores (for
+    super-resolution: low resolution | bicubic | each submission | ground truth)."""
     from tomobench.show import show as draw
 
-    path = draw(library, submissions or [], split=split, samples=samples, out=out_path)
+    path = draw(
+        library, submissions or [], split=split, samples=samples, out=out_path, scale=scale,
+        crop_border=crop_border,
+    )
     out.print(f"wrote {path}")
 
 

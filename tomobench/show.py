@@ -1,6 +1,7 @@
 """A figure to look at: ground truth, the FBP baseline and submissions, side by side.
 
-One row per sample and one column per image: ground truth | FBP | each submission, all on
+One row per sample and one column per image: ground truth | FBP | each submission (for
+super-resolution: low resolution | bicubic | each submission | ground truth), all on
 the same grey scale [0, 1], each reconstruction's PSNR and SSIM (the scoring conventions of
 :mod:`tomobench.score`) in its panel's title. Drawn with matplotlib's Agg renderer (no
 display needed) into a PNG of ``PANEL_PIXELS`` × ``PANEL_PIXELS`` pixels a panel.
@@ -38,6 +39,8 @@ def show(
     split: str = "test",
     samples: int | Sequence[int] = 4,
     out: str | Path,
+    scale: int | None = None,
+    crop_border: int | None = None,
 ) -> Path:
     """Draw samples of a split with their reconstructions into the figure ``out`` (PNG, or
     the format its suffix names: PDF, SVG, JPEG, …); return it.
@@ -47,8 +50,13 @@ def show(
     submission is read and checked as :func:`tomobench.score.score` does, so a bad one
     raises :class:`~tomobench.errors.SubmissionError`, as does a bad sample index. A
     hyperspectral image is shown as the mean of its channels.
+
+    With ``scale`` S (super-resolution), a row is: the low-resolution twin
+    (``images_x{S}``) | bicubic interpolation | each submission | ground truth, the scores
+    computed as :func:`tomobench.score.score` computes them, with ``crop_border`` (default
+    S) pixels cut off every side.
     """
-    from tomobench import baselines
+    from tomobench import baselines, superres
     from tomobench.store import open_library, refuse_library_as_output
 
     refuse_library_as_output(out)  # before any work
@@ -62,14 +70,21 @@ def show(
         count = library[key].shape[0]
         indices = _indices(samples, count, f"split {split!r} of {library.recipe.name}")
         truth = np.stack([library.read(key, index) for index in indices])
-        columns = [("FBP", baselines.run("fbp", library, split=split, indices=indices))]
+        low, border = None, 0
+        if scale is None:
+            columns = [("FBP", baselines.run("fbp", library, split=split, indices=indices))]
+        else:
+            border = superres.check_scale(library, split, scale, crop_border)
+            low_key = f"{split}/images_x{scale}"
+            low = np.stack([library.read(low_key, index) for index in indices])
+            columns = [("bicubic", superres.upsample(low, truth.shape[1:3], "bicubic"))]
         for path in submissions:
-            expect = expectation(library, split, source=path)
+            expect = expectation(library, split, source=path, scale=scale)
             array = check_submission(
                 read_submission(path, expect=expect), library, split, source=path
             )
             columns.append((Path(path).name, array[indices]))
-    figure = _draw(truth, columns, indices)
+    figure = _draw(truth, columns, indices, low=low, scale=scale, border=border)
     return _save(figure, Path(out), kind)
 
 
@@ -90,23 +105,34 @@ def _indices(samples: int | Sequence[int], count: int, where: str) -> list[int]:
     return indices
 
 
-def _draw(truth: np.ndarray, columns: list[tuple[str, np.ndarray]], indices: list[int]):
+def _draw(
+    truth: np.ndarray,
+    columns: list[tuple[str, np.ndarray]],
+    indices: list[int],
+    *,
+    low: np.ndarray | None = None,
+    scale: int | None = None,
+    border: int = 0,
+):
     from matplotlib.figure import Figure
 
-    rows, width = len(indices), 1 + len(columns)
+    from tomobench.superres import crop
+
+    rows, width = len(indices), 1 + len(columns) + (low is not None)
     figure = Figure(
         figsize=(width * PANEL_INCHES, rows * PANEL_INCHES), dpi=DPI, layout="constrained"
     )
     axes = figure.subplots(rows, width, squeeze=False)
-    scores = {  # as score computes them: each reconstruction clipped to [0, 1] first
-        label: {
-            name: np.atleast_1d(values)
-            for name, values in per_sample_scores(truth, images).items()
-        }
-        for label, images in columns
-    }
+    scores = {}  # as score computes them: each image clipped to [0, 1], the border cut off
+    for label, images in columns:
+        found = per_sample_scores(crop(truth, border), crop(images, border))
+        scores[label] = {name: np.atleast_1d(values) for name, values in found.items()}
     for row, index in enumerate(indices):
-        _panel(axes[row, 0], truth[row], f"ground truth\nsample {index}")
+        if low is None:
+            _panel(axes[row, 0], truth[row], f"ground truth\nsample {index}")
+        else:
+            _panel(axes[row, 0], low[row], f"low resolution (×{scale})\nsample {index}")
+            _panel(axes[row, -1], truth[row], f"ground truth\nborder {border} not scored")
         for column, (label, images) in enumerate(columns, start=1):
             psnr = scores[label]["psnr"][row]
             ssim = scores[label]["ssim"][row]
