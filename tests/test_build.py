@@ -406,9 +406,9 @@ def test_ctrl_c_stops_a_parallel_build_with_one_line(tmp_path):
 
 
 def group_alive(group: int) -> list[int]:
-    """The processes of process group ``group`` that still run. The fork server of the
-    workers and Python's resource tracker end just after the build process, as children of
-    init; where init does not reap them (a container's), they stay as zombies: ended."""
+    """The processes of process group ``group`` that still run. Python's resource tracker
+    ends just after the build process, as a child of init; where init does not reap it (a
+    container's), it stays as a zombie: ended."""
     import psutil
 
     alive = []
