@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,37 @@ def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("TOMOBENCH_DATA_DIR", str(folder))
     monkeypatch.delenv("TOMOBENCH_REGISTRY", raising=False)
     return folder
+
+
+BIG = dict(
+    source={"size": 64, "max_shape_size": 20},
+    geometry={"angles": 64},
+    splits={"train": 0, "val": 0, "test": 2400},
+    output={"chunk": 40},
+)
+"""Changes to the tiny recipe for a build of 60 chunks: long enough to stop it mid-build."""
+
+
+def recipe_file(path: Path, recipe: Recipe) -> Path:
+    """``recipe`` written to ``path`` (as JSON, which is YAML), for the command line."""
+    import json
+
+    path.write_text(json.dumps(recipe.model_dump(mode="json")))
+    return path
+
+
+def chunks_flagged(partial: Path) -> int:
+    """Chunks flagged in the test split of a build's partial library (HDF5 read past the
+    writer's file lock); 0 while there is none to read."""
+    import h5py
+    import zarr
+
+    with suppress(Exception):
+        if partial.is_dir():
+            return int(zarr.open_group(str(partial), mode="r")["_build/test"][...].sum())
+        with h5py.File(partial, "r", locking=False) as file:
+            return int(file["_build/test"][...].sum())
+    return 0
 
 
 def run_cli(*args, cwd=None, timeout=None, preexec_fn=None, env=None):

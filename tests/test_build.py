@@ -23,7 +23,7 @@ from tomobench.errors import RecipeError, StoreError
 from tomobench.physics.resample import downsample
 from tomobench.store import open_library
 
-from conftest import make_recipe
+from conftest import BIG, chunks_flagged, make_recipe, recipe_file
 
 ARRAYS = ("images", "sinograms", "images_x2", "images_x4")
 
@@ -286,12 +286,6 @@ def test_dask_scheduler_address(tmp_path, tiny_library, name):
 
 # -- interruption ---------------------------------------------------------------------------
 
-BIG = dict(
-    source={"size": 64, "max_shape_size": 20},
-    geometry={"angles": 64},
-    splits={"train": 0, "val": 0, "test": 2400},
-    output={"chunk": 40},
-)
 WORKER = textwrap.dedent(
     """
     import sys
@@ -311,16 +305,6 @@ def start_build(out, tmp_path, workers=1):
     return subprocess.Popen([sys.executable, str(script)], start_new_session=True)
 
 
-def chunks_written(partial) -> int:
-    """Chunks flagged in a build's partial library, read past the writer's file lock."""
-    with suppress(Exception):
-        if partial.suffixes[-2] == ".h5":
-            with h5py.File(partial, "r", locking=False) as file:
-                return int(file["_build/test"][...].sum())
-        return int(zarr.open_group(str(partial), mode="r")["_build/test"][...].sum())
-    return 0
-
-
 @pytest.mark.parametrize(("suffix", "workers"), [(".h5", 1), (".zarr", 1), (".h5", 2)])
 def test_a_killed_build_resumes_to_the_same_library(tmp_path, suffix, workers):
     """kill -9 of the build and all its processes (workers included), mid-build."""
@@ -328,7 +312,7 @@ def test_a_killed_build_resumes_to_the_same_library(tmp_path, suffix, workers):
     partial = tmp_path / f"lib{suffix}.partial"
     process = start_build(out, tmp_path, workers)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and chunks_written(partial) < 3:
+    while time.monotonic() < deadline and chunks_flagged(partial) < 3:
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -352,7 +336,7 @@ def test_a_parallel_build_says_nothing_when_the_dashboard_port_is_taken(tmp_path
     """A dask dashboard (or another build) on port 8787: the cluster a build starts must not
     warn about it; a parallel CLI build writes nothing to stderr."""
     recipe_path = tmp_path / "tiny.yaml"
-    recipe_path.write_text(json.dumps(make_recipe().model_dump(mode="json")))
+    recipe_file(recipe_path, make_recipe())
     with socket.socket() as taken:
         try:
             taken.bind(("127.0.0.1", 8787))
@@ -373,7 +357,7 @@ def test_ctrl_c_stops_a_parallel_build_with_one_line(tmp_path):
     """Ctrl-C reaches the whole process group: the build process says one line and exits
     130, its workers print nothing and are gone, and the same command resumes."""
     recipe_path = tmp_path / "big.yaml"
-    recipe_path.write_text(json.dumps(make_recipe(**BIG).model_dump(mode="json")))  # JSON is YAML
+    recipe_file(recipe_path, make_recipe(**BIG))
     out = tmp_path / "lib.h5"
     partial = tmp_path / "lib.h5.partial"
     command = [sys.executable, "-m", "tomobench.cli", "build", str(recipe_path),
@@ -384,7 +368,7 @@ def test_ctrl_c_stops_a_parallel_build_with_one_line(tmp_path):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and chunks_written(partial) < 3:
+    while time.monotonic() < deadline and chunks_flagged(partial) < 3:
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)

@@ -4,7 +4,6 @@ HOME and TOMOBENCH_DATA_DIR and no registry, as nodes of a cluster would be."""
 
 import hashlib
 import io
-import json
 import os
 import shutil
 import signal
@@ -25,7 +24,7 @@ from tomobench.builder import build
 from tomobench.errors import StoreError
 from tomobench.recipe import parse_recipe
 
-from conftest import TINY, make_recipe, run_cli
+from conftest import BIG, TINY, chunks_flagged, make_recipe, recipe_file, run_cli
 
 pytestmark = pytest.mark.usefixtures("cache")
 
@@ -101,14 +100,9 @@ def arrays_of(path) -> dict[str, bytes]:
     return found
 
 
-def write_recipe(path: Path, recipe) -> Path:
-    path.write_text(json.dumps(recipe.model_dump(mode="json")))  # JSON is YAML
-    return path
-
-
 @pytest.mark.parametrize("suffix", [".h5", ".zarr"])
 def test_random_shapes_build_on_a_remote_cluster_as_locally(dask_cluster, tmp_path, suffix):
-    recipe = write_recipe(tmp_path / "tiny.yaml", make_recipe())
+    recipe = recipe_file(tmp_path / "tiny.yaml", make_recipe())
     out = tmp_path / f"remote{suffix}"
     done = run_cli("build", recipe, "--out", out, "--scheduler", dask_cluster.address,
                    timeout=300)
@@ -185,9 +179,9 @@ def test_registry_sources_build_on_workers_without_the_registry(
                            "task": "reconstruction", "downsample": [2],
                            "geometry": {"angles": 20, "projector": "linear",
                                         "backend": "matrix"}})
-    recipe_file = write_recipe(tmp_path / "served.yaml", recipe)
+    served = recipe_file(tmp_path / "served.yaml", recipe)
     out = tmp_path / f"remote{suffix}"
-    done = run_cli("build", recipe_file, "--out", out, "--scheduler", dask_cluster.address,
+    done = run_cli("build", served, "--out", out, "--scheduler", dask_cluster.address,
                    "--chunk", "2", timeout=300)
     assert done.returncode == 0, done.stderr
     local = build(recipe, tmp_path / "local.h5")
@@ -202,18 +196,10 @@ def test_registry_sources_build_on_workers_without_the_registry(
     )
 
 
-BIG = dict(
-    source={"size": 64, "max_shape_size": 20},
-    geometry={"angles": 64},
-    splits={"train": 0, "val": 0, "test": 2400},
-    output={"chunk": 40},
-)
-
-
 def test_a_worker_killed_mid_build_loses_nothing(dask_cluster, tmp_path):
     """One worker (and its nanny) killed with SIGKILL while the build runs, as a node lost:
     the other worker finishes, and the library is the one a local build makes."""
-    recipe = write_recipe(tmp_path / "big.yaml", make_recipe(**BIG))
+    recipe = recipe_file(tmp_path / "big.yaml", make_recipe(**BIG))
     out = tmp_path / "lib.zarr"
     partial = tmp_path / "lib.zarr.partial"
     process = subprocess.Popen(
@@ -222,16 +208,11 @@ def test_a_worker_killed_mid_build_loses_nothing(dask_cluster, tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
 
-    def flagged() -> int:
-        with suppress(Exception):
-            return int(zarr.open_group(str(partial), mode="r")["_build/test"][...].sum())
-        return 0
-
     deadline = time.monotonic() + 120
-    while flagged() < 4 and time.monotonic() < deadline and process.poll() is None:
+    while chunks_flagged(partial) < 4 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     os.killpg(dask_cluster.workers[0].pid, signal.SIGKILL)
-    assert flagged() < 60, "the kill must land mid-build"
+    assert chunks_flagged(partial) < 60, "the kill must land mid-build"
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr
     reference = build(make_recipe(**BIG), tmp_path / "local.h5")
@@ -255,7 +236,7 @@ def test_a_scheduler_that_cannot_be_reached_is_one_line(tmp_path):
     with socket.socket() as probe:  # a port that nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    recipe = write_recipe(tmp_path / "tiny.yaml", make_recipe())
+    recipe = recipe_file(tmp_path / "tiny.yaml", make_recipe())
     done = run_cli("build", recipe, "--out", tmp_path / "x.h5", "--scheduler",
                    f"tcp://127.0.0.1:{port}", timeout=120)
     assert done.returncode == 2

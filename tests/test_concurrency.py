@@ -2,38 +2,27 @@
 make where its partial goes, every moment of adding splits, a damaged Zarr chunk, more
 workers than CPUs, `info` during a build, and Ctrl-C while the workers start."""
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from contextlib import suppress
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-import zarr
 
 from tomobench.builder import build
 from tomobench.errors import StoreError
 from tomobench.store import open_library
 
-from conftest import make_recipe, run_cli
-
-BIG = dict(
-    source={"size": 64, "max_shape_size": 20},
-    geometry={"angles": 64},
-    splits={"train": 0, "val": 0, "test": 2400},
-    output={"chunk": 40},
-)
+from conftest import BIG, chunks_flagged, make_recipe, recipe_file, run_cli
 
 
 def write_recipe(path: Path, **changes) -> Path:
-    path.write_text(json.dumps(make_recipe(**changes).model_dump(mode="json")))  # JSON is YAML
-    return path
+    return recipe_file(path, make_recipe(**changes))
 
 
 def assert_one_line_error(result, *words):
@@ -43,15 +32,6 @@ def assert_one_line_error(result, *words):
     for word in words:
         assert word in lines[0], lines[0]
     return lines[0]
-
-
-def flagged(partial: Path) -> int:
-    with suppress(Exception):
-        if partial.is_dir():
-            return int(zarr.open_group(str(partial), mode="r")["_build/test"][...].sum())
-        with h5py.File(partial, "r", locking=False) as file:
-            return int(file["_build/test"][...].sum())
-    return 0
 
 
 def start_build(recipe: Path, out: Path, *extra: str, **kwargs) -> subprocess.Popen:
@@ -64,7 +44,9 @@ def start_build(recipe: Path, out: Path, *extra: str, **kwargs) -> subprocess.Po
 
 def wait_for_chunks(partial: Path, process: subprocess.Popen, count: int = 2) -> None:
     deadline = time.monotonic() + 120
-    while flagged(partial) < count and time.monotonic() < deadline and process.poll() is None:
+    while (
+        chunks_flagged(partial) < count and time.monotonic() < deadline and process.poll() is None
+    ):
         time.sleep(0.02)
     assert process.poll() is None, "the build ended before it could be looked at"
 
@@ -183,7 +165,10 @@ def test_adding_splits_resumes_from_every_moment(tmp_path, tiny_library, suffix,
 
     with pytest.MonkeyPatch.context() as patch:
         if window == "renamed":
-            patch.setattr(life, "_add_splits", lambda *args: (_ for _ in ()).throw(Stop()))
+            def stop(*args):
+                raise Stop
+
+            patch.setattr(life, "_add_splits", stop)
         else:
             patch.setattr(type(open_store(out, "r")), "create_split", stop_after)
         with pytest.raises(Stop):
@@ -245,9 +230,6 @@ def test_a_flipped_byte_in_a_chunk_is_refused_in_one_line(tmp_path, suffix):
     library_path = str(path)
     result = run_cli("info", library_path, timeout=120)
     assert result.returncode == 0  # info reads metadata only
-    submission = tmp_path / "sub.npy"
-    with open_library(path) as library:
-        np.save(submission, library.read("test/images"))
     scored = run_cli("baseline", "fbp", library_path, "--out", tmp_path / "fbp.npy", timeout=120)
     assert_one_line_error(scored, "does not read")
 

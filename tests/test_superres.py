@@ -52,7 +52,7 @@ def test_a_cube_is_upsampled_channel_by_channel():
         np.testing.assert_allclose(upsampled[..., channel], alone, atol=1e-6)
 
 
-def test_bilinear_upsampling_undoes_nothing_of_the_twins_it_does_not_know():
+def test_a_constant_image_stays_constant_through_every_interpolation():
     """A constant image stays constant through downsampling and every interpolation."""
     flat = np.full((1, 4, 4), 0.3, dtype=np.float32)
     for method in superres.METHODS:
