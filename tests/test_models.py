@@ -20,7 +20,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 from tomobench.errors import StoreError  # noqa: E402
 from tomobench.models import (  # noqa: E402
-    MODELS,
+    RECONSTRUCTION,
     ConfigError,
     RunError,
     build_model,
@@ -70,7 +70,7 @@ def config_for(library, run, **changes) -> dict:
 
 
 @pytest.mark.parametrize("shapes", SHAPES, ids=["square", "wide-detector"])
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(RECONSTRUCTION))
 def test_factory_maps_sinograms_to_images(name, shapes):
     model = build_model(name, shapes)
     angles, detector, size = shapes
@@ -88,7 +88,7 @@ def test_models_take_their_shapes_from_a_library(tiny_library):
         assert build_model("dense_reconstruct", library).output_shape == (None, 32, 32)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(RECONSTRUCTION))
 def test_keras_file_round_trip_gives_identical_predictions(name, tmp_path):
     model = build_model(name, (24, 40, 32), **SMALL[name])
     batch = np.random.default_rng(1).random((4, 24, 40), dtype=np.float32)

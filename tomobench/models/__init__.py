@@ -1,10 +1,14 @@
-"""Learned reconstruction baselines (Keras 3 on TensorFlow): models, input pipeline,
-training and prediction.
+"""Learned reconstruction and super-resolution baselines (Keras 3 on TensorFlow): models,
+input pipeline, training and prediction.
 
-- :data:`MODELS` / :func:`build_model`: ``cnn_reconstruct`` (report §6.2),
-  ``dense_reconstruct`` and ``automap`` (Zhu et al. 2018), sized from a library;
-- :mod:`~tomobench.models.data`: ``tf.data`` streaming of a split, chunk by chunk, and the
-  sinogram normalisation stored with a run;
+- :data:`MODELS` / :func:`build_model`: reconstruction models ``cnn_reconstruct`` (report
+  §6.2), ``dense_reconstruct`` and ``automap`` (Zhu et al. 2018), sized from a library;
+  super-resolution models ``edsr`` (Lim et al. 2017), ``wdsr_b`` (Yu et al. 2018),
+  ``srgan`` (Ledig et al. 2017) and ``guided_sr`` (low-resolution XRD-CT + high-resolution
+  absorption image), made for a factor;
+- :mod:`~tomobench.models.data`: ``tf.data`` streaming of a split, chunk by chunk
+  (:class:`Pairs`: which arrays a model learns from), and the input normalisation stored
+  with a run;
 - :func:`train`: a YAML config → a run folder (model, config, normalisation, history,
   checkpoints; an interrupted run resumes);
 - :func:`predict`: a run folder + a library split → a submission ``tomobench score``
@@ -44,18 +48,32 @@ from tomobench.models.automap import automap
 from tomobench.models.cnn import cnn_reconstruct
 from tomobench.models.config import TrainConfig, load_config, parse_config
 from tomobench.models.cross import CrossTable, cross
-from tomobench.models.data import Normalisation, SplitStream
+from tomobench.models.data import Normalisation, Pairs, SplitStream
 from tomobench.models.dense import dense_reconstruct
+from tomobench.models.edsr import edsr
 from tomobench.models.errors import ConfigError, RunError
-from tomobench.models.predict import load_run, predict, reconstruct, reconstruct_split
-from tomobench.models.registry import MODELS, build_model
+from tomobench.models.guided import guided_sr
+from tomobench.models.predict import (
+    load_run,
+    predict,
+    reconstruct,
+    reconstruct_split,
+    superresolve,
+    superresolve_split,
+)
+from tomobench.models.registry import MODELS, RECONSTRUCTION, SUPER_RESOLUTION, build_model
+from tomobench.models.srgan import srgan
 from tomobench.models.train import train
+from tomobench.models.wdsr import wdsr_b
 
 __all__ = [
     "MODELS",
+    "RECONSTRUCTION",
+    "SUPER_RESOLUTION",
     "ConfigError",
     "CrossTable",
     "Normalisation",
+    "Pairs",
     "RunError",
     "SplitStream",
     "TrainConfig",
@@ -64,11 +82,17 @@ __all__ = [
     "cnn_reconstruct",
     "cross",
     "dense_reconstruct",
+    "edsr",
+    "guided_sr",
     "load_config",
     "load_run",
     "parse_config",
     "predict",
     "reconstruct",
     "reconstruct_split",
+    "srgan",
+    "superresolve",
+    "superresolve_split",
     "train",
+    "wdsr_b",
 ]

@@ -15,7 +15,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tomobench.models.errors import ConfigError
-from tomobench.models.registry import MODELS, describe_error, option_names, validate_options
+from tomobench.models.registry import (
+    MODELS,
+    describe_error,
+    is_super_resolution,
+    option_names,
+    validate_options,
+)
 from tomobench.recipe import read_yaml
 
 __all__ = ["TrainConfig", "dump_config", "load_config", "parse_config"]
@@ -56,7 +62,35 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, lt=2**32, description="seeds chunk order, shuffling, weights")
     shuffle_buffer: int = Field(1000, ge=1, description="samples permuted together")
     normalisation_chunks: int = Field(
-        8, ge=1, description="training chunks the sinogram mean and std are computed from"
+        8, ge=1, description="training chunks the input mean and std are computed from"
+    )
+    scale: int | None = Field(
+        None,
+        ge=2,
+        le=16,
+        description="super-resolution models: the factor S; the model maps images_x{S} to "
+        "images (null for reconstruction models)",
+    )
+    channels: Literal["each", "sum"] = Field(
+        "each",
+        description="super-resolution on hyperspectral libraries: train on every channel "
+        "image ('each') or on the channel sums divided by the channel count ('sum'); "
+        "prediction super-resolves every channel either way",
+    )
+    patch: int | None = Field(
+        None,
+        ge=2,
+        le=4096,
+        description="super-resolution: train on random low-resolution patches of this side "
+        "(and their high-resolution squares); null: whole images",
+    )
+    samples_per_epoch: int | None = Field(
+        None,
+        ge=1,
+        description="samples an epoch draws from the shuffled training split (null: all)",
+    )
+    validation_samples: int | None = Field(
+        None, ge=1, description="validate on the first this many samples (null: all)"
     )
     run: str = Field(min_length=1, description="run folder to write (or resume)")
 
@@ -73,6 +107,14 @@ class TrainConfig(BaseModel):
                 for item in error.errors()
             )
             raise ValueError(problems) from None
+        if is_super_resolution(self.model) and self.scale is None:
+            msg = f"scale: model {self.model} super-resolves, give the factor (2, 3, 4, …)"
+            raise ValueError(msg)
+        if not is_super_resolution(self.model):
+            for field in ("scale", "patch"):
+                if getattr(self, field) is not None:
+                    msg = f"{field}: model {self.model} reconstructs sinograms; remove {field}"
+                    raise ValueError(msg)
         if self.validation_split == self.train_split:
             msg = f"validation_split: must differ from train_split ({self.train_split!r})"
             raise ValueError(msg)

@@ -1,10 +1,18 @@
 """The model registry: names → factories, and building a model for a library.
 
-Every factory is ``factory(angles, detector, size, *, option=default, ...)`` and returns a
-functional :class:`keras.Model` from sinograms ``(batch, angles, detector)`` to images
-``(batch, size, size)``. Its keyword-only options, with their annotations, are the options a
-training config may give; :func:`options_schema` turns them into a pydantic model so that a
-config is checked (unknown option, wrong type, out of range) before anything is built.
+Two kinds of model:
+
+- reconstruction (:data:`RECONSTRUCTION`): ``factory(angles, detector, size, *, option=...)``
+  returns a functional :class:`keras.Model` from sinograms ``(batch, angles, detector)`` to
+  images ``(batch, size, size)``;
+- super-resolution (:data:`SUPER_RESOLUTION`): ``factory(scale, *, option=...)`` returns a
+  fully convolutional model from low-resolution images ``(batch, h, w, 1)`` to
+  ``(batch, h·scale, w·scale, 1)``; a guided model (``guided_sr`` with ``guide`` true) also
+  takes the high-resolution absorption image ``(batch, h·scale, w·scale, 1)``.
+
+A factory's keyword-only options, with their annotations, are the options a training config
+may give; :func:`options_schema` turns them into a pydantic model so that a config is checked
+(unknown option, wrong type, out of range) before anything is built.
 """
 
 from __future__ import annotations
@@ -21,16 +29,57 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from tomobench.models.automap import automap
 from tomobench.models.cnn import cnn_reconstruct
 from tomobench.models.dense import dense_reconstruct
+from tomobench.models.edsr import edsr
 from tomobench.models.errors import ConfigError
+from tomobench.models.guided import guided_sr
+from tomobench.models.srgan import srgan
+from tomobench.models.wdsr import wdsr_b
 
-__all__ = ["MODELS", "build_model", "library_shapes", "options_schema", "validate_options"]
+__all__ = [
+    "MODELS",
+    "RECONSTRUCTION",
+    "SUPER_RESOLUTION",
+    "build_model",
+    "is_super_resolution",
+    "library_shapes",
+    "model_inputs",
+    "options_schema",
+    "validate_options",
+]
 
-MODELS: dict[str, Callable[..., keras.Model]] = {
+RECONSTRUCTION: dict[str, Callable[..., keras.Model]] = {
     "cnn_reconstruct": cnn_reconstruct,
     "dense_reconstruct": dense_reconstruct,
     "automap": automap,
 }
+"""Sinogram → image models and their factories."""
+
+SUPER_RESOLUTION: dict[str, Callable[..., keras.Model]] = {
+    "edsr": edsr,
+    "wdsr_b": wdsr_b,
+    "srgan": srgan,
+    "guided_sr": guided_sr,
+}
+"""Low-resolution image → image models and their factories."""
+
+MODELS: dict[str, Callable[..., keras.Model]] = {**RECONSTRUCTION, **SUPER_RESOLUTION}
 """Model names (as a training config gives them) and their factories."""
+
+GUIDE = "absorption"
+"""The library array a guided model takes as its second input."""
+
+
+def is_super_resolution(name: str) -> bool:
+    """Whether model ``name`` super-resolves images (rather than reconstructing sinograms)."""
+    return name in SUPER_RESOLUTION
+
+
+def model_inputs(name: str, options: Mapping, scale: int | None) -> tuple[str, ...]:
+    """The library arrays model ``name`` (with these options) takes, in its inputs' order."""
+    if not is_super_resolution(name):
+        return ("sinograms",)
+    guided = bool(options.get("guide", False)) if name == "guided_sr" else False
+    return (f"images_x{scale}", GUIDE) if guided else (f"images_x{scale}",)
 
 
 def _factory(name: str) -> Callable[..., keras.Model]:
@@ -112,14 +161,20 @@ def _shapes_of_library(library) -> tuple[int, int, int]:
     return int(sinograms[0]), int(sinograms[1]), int(images[0])
 
 
-def build_model(name: str, library_or_shapes, **options) -> keras.Model:
-    """Model ``name`` of :data:`MODELS` sized for a library (or for ``(angles, detector,
-    size)``), with ``options`` passed to its factory after they are checked.
+def build_model(
+    name: str, library_or_shapes=None, /, *, scale: int | None = None, **options
+) -> keras.Model:
+    """Model ``name`` of :data:`MODELS` with ``options`` passed to its factory after they are
+    checked: a reconstruction model sized for a library (or for ``(angles, detector,
+    size)``), a super-resolution model for the factor ``scale``.
 
     Raises :class:`~tomobench.models.errors.ConfigError` for an unknown model or option
     or an invalid option value, naming it.
     """
     factory = _factory(name)
+    if is_super_resolution(name) and scale is None:
+        msg = f"model {name} super-resolves: give its scale"
+        raise ConfigError(msg)
     try:
         checked = validate_options(name, options)
     except ValidationError as error:
@@ -129,6 +184,12 @@ def build_model(name: str, library_or_shapes, **options) -> keras.Model:
         )
         msg = f"model {name}: {problems}"
         raise ConfigError(msg) from None
+    if is_super_resolution(name):
+        try:
+            return factory(scale, **checked)
+        except ValueError as error:  # a factor the model cannot make, options that clash
+            msg = f"model {name}: {error}"
+            raise ConfigError(msg) from None
     return factory(*library_shapes(library_or_shapes), **checked)
 
 

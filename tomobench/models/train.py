@@ -3,7 +3,7 @@
 A run folder ``RUN`` holds:
 
 - ``config.yaml``: the validated config, every default filled in;
-- ``normalisation.json``: the sinogram normalisation (:class:`~.data.Normalisation`);
+- ``normalisation.json``: the input normalisation (:class:`~.data.Normalisation`);
 - ``history.csv``: one row per completed epoch (``epoch``, ``loss``, ``val_loss``,
   ``train_seconds``, ``samples_per_second``), and ``loss.png``, its plot;
 - ``checkpoints/epoch-NNNN.keras``: the model *and optimiser state* after the last completed
@@ -38,6 +38,7 @@ from tomobench._atomic import atomic_path, write_text_atomically
 from tomobench.models.config import TrainConfig, dump_config, load_config, parse_config
 from tomobench.models.data import (
     Normalisation,
+    Pairs,
     SplitStream,
     compute_normalisation,
     evaluation_dataset,
@@ -45,7 +46,7 @@ from tomobench.models.data import (
 )
 from tomobench.models.errors import ConfigError, RunError
 from tomobench.models.losses import LOSSES
-from tomobench.models.registry import build_model, library_shapes
+from tomobench.models.registry import build_model, is_super_resolution, library_shapes
 from tomobench.store import open_library
 
 __all__ = ["OPTIMISERS", "RESUMABLE_FIELDS", "plot_history", "read_history", "train"]
@@ -81,24 +82,27 @@ def train(
     """
     config = _as_config(config)
     run = Path(config.run)
+    pairs = Pairs.of(config)
     with open_library(config.library) as library:
-        _check_library(library, config)  # before the run folder is made or changed
+        _check_library(library, config, pairs)  # before the run folder is made or changed
         state = _open_run(run, config)
-        shapes = library_shapes(library)
+        shapes = None if pairs.super_resolution else library_shapes(library)
         library_info = {
             "name": library.recipe.name,
             "path": str(config.library),
             "recipe_sha256": library.recipe_sha256,
         }
-        normalisation = _normalisation(run, library, config)
+        normalisation = _normalisation(run, library, config, pairs)
     train_stream = SplitStream(
         config.library,
         config.train_split,
         batch_size=config.batch_size,
         normalisation=normalisation,
+        pairs=pairs,
         shuffle=True,
         seed=config.seed,
         shuffle_buffer=config.shuffle_buffer,
+        limit=config.samples_per_epoch,
     )
     validation_stream = None
     if config.validation_split is not None:
@@ -107,6 +111,8 @@ def train(
             config.validation_split,
             batch_size=config.batch_size,
             normalisation=normalisation,
+            pairs=pairs,
+            limit=config.validation_samples,
         )
     fitting = not state["stopped"] and state["completed"] < config.epochs
     if fitting:
@@ -199,7 +205,7 @@ def _read_state(run: Path) -> dict:
     return state
 
 
-def _check_library(library, config: TrainConfig) -> None:
+def _check_library(library, config: TrainConfig, pairs: Pairs) -> None:
     library.require_complete("training on it", error=ConfigError)
     for field in ("train_split", "validation_split"):
         split = getattr(config, field)
@@ -211,17 +217,37 @@ def _check_library(library, config: TrainConfig) -> None:
                 f"(it has {', '.join(library.splits) or 'none'})"
             )
             raise ConfigError(msg)
-        if library[f"{split}/sinograms"].shape[0] == 0:
+        arrays = library.arrays(split)
+        for name in pairs.arrays:
+            if name not in arrays:
+                msg = f"{config.model}: library {library.path} holds no {name} to learn from"
+                if name.startswith("images_x"):
+                    factors = sorted(key for key in arrays if key.startswith("images_x"))
+                    msg += f" (it has {', '.join(factors) or 'no low-resolution twins'})"
+                raise ConfigError(msg)
+        if arrays[pairs.inputs[0]].shape[0] == 0:
             msg = f"{field}: split {split!r} of {library.path} holds no samples"
+            raise ConfigError(msg)
+    if pairs.super_resolution and pairs.patch is not None:
+        low = arrays[pairs.inputs[0]].shape[1:3]
+        if pairs.patch > min(low):
+            msg = (
+                f"patch: {pairs.patch} is larger than the low-resolution images of "
+                f"{library.path} ({low[0]} × {low[1]})"
+            )
             raise ConfigError(msg)
 
 
-def _normalisation(run: Path, library, config: TrainConfig) -> Normalisation:
+def _normalisation(run: Path, library, config: TrainConfig, pairs: Pairs) -> Normalisation:
     path = run / NORMALISATION
     if path.exists():
         return Normalisation.load(path)
     normalisation = compute_normalisation(
-        library, config.train_split, chunks=config.normalisation_chunks, seed=config.seed
+        library,
+        config.train_split,
+        chunks=config.normalisation_chunks,
+        seed=config.seed,
+        pairs=pairs,
     )
     normalisation.save(path)
     return normalisation
@@ -230,8 +256,12 @@ def _normalisation(run: Path, library, config: TrainConfig) -> Normalisation:
 # -- fitting --------------------------------------------------------------------------------
 
 
+def _model(config: TrainConfig, shapes) -> keras.Model:
+    return build_model(config.model, shapes, scale=config.scale, **config.options)
+
+
 def _compiled_model(config: TrainConfig, shapes) -> keras.Model:
-    model = build_model(config.model, shapes, **config.options)
+    model = _model(config, shapes)
     model.compile(
         optimizer=OPTIMISERS[config.optimiser](learning_rate=config.learning_rate),
         loss=LOSSES[config.loss],
@@ -256,7 +286,7 @@ def _fit(run, config, state, shapes, train_stream, validation_stream, verbose, c
             raise RunError(msg) from None
     else:
         model = _compiled_model(config, shapes)
-    recorder = _Recorder(run, config, state, samples=train_stream.count)
+    recorder = _Recorder(run, config, state, samples=train_stream.limit)
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     model.fit(
@@ -410,7 +440,7 @@ def _finish(run, config, shapes, library_info, train_stream, validation_stream) 
     from tomobench import __version__
 
     state = _read_state(run)
-    model = build_model(config.model, shapes, **config.options)
+    model = _model(config, shapes)
     with np.load(run / CHECKPOINTS / BEST) as saved:
         model.set_weights([saved[f"w{index}"] for index in range(len(saved.files))])
     with atomic_path(run / MODEL, error=RunError) as temporary:
@@ -421,13 +451,17 @@ def _finish(run, config, shapes, library_info, train_stream, validation_stream) 
         "keras_version": keras.__version__,
         "tensorflow_version": tf.__version__,
         "model": config.model,
-        "parameters": int(model.count_params()),
-        "angles": shapes[0],
-        "detector": shapes[1],
-        "size": shapes[2],
+        # what predicts: an adversarial model's generator, without its discriminator
+        "parameters": int(getattr(model, "generator", model).count_params()),
+        **(
+            {"scale": config.scale, "channels": config.channels, "patch": config.patch}
+            if is_super_resolution(config.model)
+            else {"angles": shapes[0], "detector": shapes[1], "size": shapes[2]}
+        ),
         "library": library_info,
         "train_samples": train_stream.count,
-        "validation_samples": None if validation_stream is None else validation_stream.count,
+        "samples_per_epoch": train_stream.limit,
+        "validation_samples": None if validation_stream is None else validation_stream.limit,
         "epochs_completed": state["completed"],
         "stopped_early": state["stopped"],
         "best_epoch": state["best_epoch"],
