@@ -119,6 +119,15 @@ def _print_info(lib) -> None:
     out.print(f"[bold]{lib.path}[/] ({lib.format}, {_size(lib.nbytes_on_disk())}) — {status}")
     out.print(f"recipe   {recipe.name}  sha256 {lib.recipe_sha256}")
     out.print(f"task     {recipe.task}; source {recipe.source.kind} {recipe.image_size}²")
+    absorption = getattr(recipe.source, "absorption", None)
+    if absorption is not None:
+        mu = ", ".join(
+            f"{name} {absorption.coefficients[name]:g}" for name in recipe.source.phase_names
+        )
+        out.print(
+            f"absorption image μ in cm⁻¹ ({mu}), pixel {absorption.pixel_size_um:g} µm, "
+            f"noise {absorption.noise:g} × the largest μ"
+        )
     g = recipe.geometry
     out.print(
         f"geometry {g.angles} angles over [0, π), {recipe.detector_count} detector pixels "

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Annotated, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from tomobench._text import QUOTE_LIMIT, file_kind, quote, shorten
 from tomobench.errors import RecipeError
@@ -302,6 +311,38 @@ class PhaseDefinition(_Strict):
         return Phase(**self.model_dump())
 
 
+class AbsorptionSpec(_Strict):
+    """The absorption (micro-CT) image of each slice, beside its XRD-CT cube: the linear
+    attenuation coefficient in every pixel, Σ_phase fraction × μ_phase, in cm⁻¹, from the same
+    phase-fraction maps that made the cube (the second input of a dual-input network)."""
+
+    coefficients: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        description="linear attenuation coefficient μ of each phase in cm⁻¹, at the micro-CT "
+        "energy, keyed by phase name: every phase of the source, and no other"
+    )
+    pixel_size_um: float = Field(
+        gt=0, le=1e6, description="side of a pixel in µm (μ × pixel = optical depth per pixel)"
+    )
+    noise: float = Field(
+        0.0,
+        ge=0,
+        le=1e3,
+        description="standard deviation of Gaussian noise added to the image, as a fraction "
+        "of the largest coefficient",
+    )
+
+    def __hash__(self) -> int:  # a frozen model with a mapping: hashed as sorted pairs
+        return hash((tuple(sorted(self.coefficients.items())), self.pixel_size_um, self.noise))
+
+    @field_validator("coefficients", mode="before")
+    @classmethod
+    def _no_truth_value_for_a_coefficient(cls, value):
+        """YAML's true/false is no coefficient: it goes on as text, refused by name."""
+        if isinstance(value, dict):
+            return {k: str(v).lower() if isinstance(v, bool) else v for k, v in value.items()}
+        return value
+
+
 class XRDCTSource(_InsideTheCircle):
     """Simulated XRD-CT: every pixel holds a powder diffraction pattern over a 2θ axis, made
     from phase-fraction maps and per-pixel crystallite size and strain (see docs/xrd.md)."""
@@ -342,6 +383,45 @@ class XRDCTSource(_InsideTheCircle):
         0.05, ge=0, description="amorphous hump, as a fraction of the strongest peak"
     )
     instrument_fwhm_deg: float = Field(0.1, ge=0, description="instrumental peak width")
+    absorption: AbsorptionSpec | None = Field(
+        None,
+        description="also store the absorption (micro-CT) image of each slice, from the same "
+        "phase maps: the linear attenuation coefficient in cm⁻¹ (null: none)",
+    )
+
+    @field_validator("absorption")
+    @classmethod
+    def _check_absorption_phases(cls, absorption, info: ValidationInfo):
+        """A coefficient for every phase of the source, and for no other name."""
+        from tomobench.xrd import PHASES
+
+        phases = info.data.get("phases")  # absent when the phases themselves were refused
+        if absorption is None or phases is None:
+            return absorption
+        if any(isinstance(p, str) and p not in PHASES for p in phases):
+            return absorption  # the unknown phase is what _check_phases names
+        names = [p if isinstance(p, str) else p.name for p in phases]
+        missing = [name for name in names if name not in absorption.coefficients]
+        unknown = [name for name in absorption.coefficients if name not in names]
+        if missing or unknown:
+            problems = [f"missing {', '.join(map(quote, missing))}"] if missing else []
+            if unknown:
+                problems.append(f"not a phase of the source: {', '.join(map(quote, unknown))}")
+            msg = (
+                "coefficients must give every phase of the source and no other: "
+                f"{'; '.join(problems)} (the phases: {', '.join(names)})"
+            )
+            raise ValueError(msg)
+        return absorption
+
+    @model_serializer(mode="wrap")
+    def _leave_out_no_absorption(self, handler):
+        """``absorption`` appears in a dump only when given: a recipe without it dumps (and
+        hashes) as it did before the field existed, so its libraries keep their identity."""
+        data = handler(self)
+        if self.absorption is None:
+            data.pop("absorption", None)
+        return data
 
     @model_validator(mode="after")
     def _check_phases(self) -> XRDCTSource:
@@ -940,4 +1020,6 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
         return Recipe
     if loc[-1] in _TAGGED:
         return _TAGGED[loc[-1]]
+    if loc[-1] == "absorption" and len(loc) > 1 and loc[-2] == "xrdct":
+        return AbsorptionSpec
     return _NESTED.get(loc[0]) if len(loc) == 1 else None

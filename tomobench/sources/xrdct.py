@@ -3,7 +3,9 @@
 A sample is a cube (H, W, C) over the recipe's 2θ axis, float32 in [0, 1] (each cube divided
 by its own maximum, kept as ``scale``), with the ground truth that made it: the phase
 fractions and the crystallite size and strain of every phase in every pixel, and the height
-of the amorphous background.
+of the amorphous background. With ``absorption`` a sample also holds the absorption
+(micro-CT) image of the same slice: Σ_phase fraction × μ_phase in cm⁻¹, from the same phase
+maps, plus Gaussian noise drawn from a child of the sample's generator.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import numpy as np
 from tomobench import xrd
 from tomobench.errors import RecipeError
 
+ABSORPTION_UNIT = "cm^-1 (linear attenuation coefficient)"
+"""The unit of the absorption image (root attribute ``absorption_unit``)."""
+
 
 def axis(source) -> np.ndarray:
     """The 2θ axis in degrees, (C,) float64."""
@@ -28,24 +33,48 @@ def root_arrays(source) -> dict[str, np.ndarray]:
 
 
 def root_attrs(source) -> dict:
-    return {
+    attrs = {
         "phases": json.dumps(list(source.phase_names)),
         "energy_kev": float(source.energy_kev),
         "wavelength_angstrom": float(xrd.wavelength_from_energy(source.energy_kev)),
         "spectral_axis": "two_theta (degrees)",
     }
+    if source.absorption is not None:
+        attrs["absorption_unit"] = ABSORPTION_UNIT
+        given = source.absorption.coefficients
+        attrs["absorption_coefficients"] = json.dumps({p: given[p] for p in source.phase_names})
+        attrs["pixel_size_um"] = float(source.absorption.pixel_size_um)
+    return attrs
 
 
 def sample_shapes(source) -> dict[str, tuple[int, ...]]:
     """Per-sample shape of each array the source adds beside ``images``."""
     size, phases = source.size, len(source.phases)
-    return {
+    shapes = {
         "phase_fractions": (phases, size, size),
         "crystallite_size_nm": (phases, size, size),
         "strain": (phases, size, size),
         "background": (size, size),
         "scale": (),
     }
+    if source.absorption is not None:
+        shapes["absorption"] = (size, size)
+    return shapes
+
+
+def absorption_image(
+    fractions: np.ndarray, coefficients, noise: float, rng: np.random.Generator | None
+) -> np.ndarray:
+    """The absorption image (H, W) float32 of phase ``fractions`` (P, H, W): Σ_p μ_p ·
+    fractions[p] in the units of the ``coefficients`` μ (one per phase), summed in float64,
+    plus Gaussian noise of standard deviation ``noise`` × max(μ) drawn from ``rng`` (needed
+    only when ``noise`` > 0). Noise is not clipped: like a reconstruction's, it may go below 0."""
+    image = np.zeros(fractions.shape[1:], dtype=np.float64)
+    for mu, fraction in zip(coefficients, fractions, strict=True):
+        image += float(mu) * fraction.astype(np.float64)
+    if noise > 0:
+        image += rng.normal(0.0, noise * max(coefficients), size=image.shape)
+    return image.astype(np.float32)
 
 
 def prepare(source) -> None:
@@ -69,6 +98,9 @@ def sampler(source, split: str, materials: dict | None = None):
     masks = None
     if source.masks is not None and materials is None:
         masks = _masks(source.masks, source.size, len(phases))
+    absorption = source.absorption
+    if absorption is not None:
+        coefficients = [absorption.coefficients[name] for name in source.phase_names]
 
     def draw(index: int, rng: np.random.Generator):
         drawn_from = masks if materials is None else materials[index]
@@ -92,6 +124,13 @@ def sampler(source, split: str, materials: dict | None = None):
             "background": truth.background,
             "scale": np.float32(truth.scale),
         }
+        if absorption is not None:
+            # a child generator: the sample's own stream, hence its sinogram noise, is the
+            # same with or without the absorption image
+            child = rng.spawn(1)[0] if absorption.noise > 0 else None
+            extras["absorption"] = absorption_image(
+                truth.fractions, coefficients, absorption.noise, child
+            )
         return data, extras
 
     return draw

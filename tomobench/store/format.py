@@ -12,7 +12,8 @@ One library is one HDF5 file or one Zarr group holding the same tree:
 
 A hyperspectral library adds a channel axis last to these arrays ((N, H, W, C) and
 (N, A, D, C)), its spectral axis at the root (``/two_theta``, degrees) and the arrays of
-ground truth its source made (phase fractions, crystallite size, strain, …).
+ground truth its source made (phase fractions, crystallite size, strain, …, and with
+``source.absorption`` the absorption image of each slice).
 
 Samples lie on axis 0, chunked along it (``output.chunk`` samples a chunk), each chunk
 checksummed (Fletcher-32 in HDF5, zstd's content checksum in Zarr). While a build runs, the
