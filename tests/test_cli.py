@@ -199,6 +199,10 @@ def test_baseline_score_and_leaderboard(tmp_path, tiny_library):
     assert json.loads(entries[0].read_text()) == entry
     assert_one_line_error(tomobench("score", fbp, tiny_library, "--overwrite"),
                           "--overwrite applies to a leaderboard entry")
+    assert_one_line_error(tomobench("score", fbp, tiny_library, "--run", tmp_path),
+                          "--run applies to a leaderboard entry")
+    assert_one_line_error(tomobench(*again, "--run", tmp_path / "nowhere"),
+                          "not a finished run folder (run.json is missing)")
     result = tomobench(*again, "--overwrite")
     assert result.returncode == 0, result.stderr
     replaced = json.loads(entries[0].read_text())

@@ -21,6 +21,7 @@ from tomobench.leaderboard import (
     identity_check,
     load_entries,
     render,
+    training_of,
     write_entry,
     write_readme,
 )
@@ -416,8 +417,9 @@ def test_published_leaderboard_is_rendered_from_its_entries():
     assert check_readme(board), "leaderboard/README.md is out of date: run `tomobench leaderboard`"
     from tomobench.recipe import load_recipe, published_recipes
 
-    hashes = {load_recipe(path).name: load_recipe(path).sha256()
-              for path in published_recipes().values()}
+    hashes = {
+        load_recipe(path).name: load_recipe(path).sha256() for path in published_recipes().values()
+    }
     from tomobench.store.format import FORMAT_VERSION
 
     for entry in entries:
@@ -425,3 +427,62 @@ def test_published_leaderboard_is_rendered_from_its_entries():
         assert entry.identity.tomobench_format == FORMAT_VERSION, f"{entry.method}: format"
         assert entry.reproduce[0].startswith("tomobench build")
         assert any(command.startswith("tomobench score") for command in entry.reproduce)
+
+
+# -- training budgets -----------------------------------------------------------------------
+
+
+def fake_run(folder, **info_changes):
+    """A finished run folder's run.json and config.yaml, as tomobench train writes them."""
+    folder.mkdir()
+    info = {
+        "tomobench_version": "0.1.0",
+        "keras_version": "3.1.0",
+        "tensorflow_version": "2.16.1",
+        "model": "edsr",
+        "parameters": 194817,
+        "library": {"name": "lib-a", "path": "lib-a.h5", "recipe_sha256": SHA_A},
+        "train_samples": 2500,
+        "samples_per_epoch": 1000,
+        "epochs_completed": 10,
+        "train_seconds": 123.0,
+        "hardware": "AMD EPYC, 2 CPUs, no GPU",
+        **info_changes,
+    }
+    (folder / "run.json").write_text(json.dumps(info))
+    (folder / "config.yaml").write_text(
+        "model: edsr\noptions: {res_blocks: 8, filters: 32}\ntrain_split: val\n"
+    )
+    return folder
+
+
+def test_an_entry_records_how_its_method_was_trained(tmp_path):
+    training = training_of(fake_run(tmp_path / "run"))
+    assert (training.model, training.parameters, training.split) == ("edsr", 194817, "val")
+    assert training.options == {"res_blocks": 8, "filters": 32}
+    assert (training.epochs, training.samples_per_epoch, training.seconds) == (10, 1000, 123.0)
+    assert training.versions == {"tomobench": "0.1.0", "keras": "3.1.0", "tensorflow": "2.16.1"}
+    entry = entry_from_report(
+        fake_report(psnr=[30.0, 32.0]),
+        method="EDSR",
+        who="ann",
+        reproduce=["x"],
+        training=training,
+    )
+    path = write_entry(tmp_path / "board", entry)
+    assert load_entries(tmp_path / "board") == [entry]
+    assert json.loads(path.read_text())["training"]["hardware"] == "AMD EPYC, 2 CPUs, no GPU"
+    readme = render(tmp_path / "board")
+    assert "| training |" in readme
+    assert "10 epochs × 1,000 samples of lib-a val, 2.0 min on AMD EPYC, 2 CPUs, no GPU" in readme
+
+
+def test_a_run_folder_that_is_not_finished_is_named(tmp_path):
+    run = fake_run(tmp_path / "run")
+    (run / "run.json").unlink()
+    with pytest.raises(LeaderboardError, match=r"--run .*run: not a finished run folder "
+                       r"\(run.json is missing\)"):  # fmt: skip
+        training_of(run)
+    (run / "run.json").write_text("{")
+    with pytest.raises(LeaderboardError, match=r"its run.json or config.yaml does not read"):
+        training_of(run)

@@ -265,20 +265,25 @@ def score(
     crop_border: int | None = typer.Option(
         None, "--crop-border", min=0, help="pixels cut off every side (default: the scale)"
     ),
+    run: Path | None = typer.Option(
+        None, "--run", help="the run folder that trained the method (its budget goes in the entry)"
+    ),
 ) -> None:
     """Score a submission against a split's ground truth, beside FBP (beside bicubic
     interpolation for super-resolution, --scale)."""
     from tomobench.errors import SubmissionError
-    from tomobench.leaderboard import add_to_leaderboard, identity_check
+    from tomobench.leaderboard import add_to_leaderboard, identity_check, training_of
     from tomobench.score import check_output
     from tomobench.score import score as run_score
 
     if leaderboard is not None and not method:
         msg = "--leaderboard needs --method NAME"
         raise SubmissionError(msg)
-    if overwrite and leaderboard is None:
-        msg = "--overwrite applies to a leaderboard entry: give --leaderboard DIR too"
-        raise SubmissionError(msg)
+    for flag, given in (("--overwrite", overwrite), ("--run", run is not None)):
+        if given and leaderboard is None:
+            msg = f"{flag} applies to a leaderboard entry: give --leaderboard DIR too"
+            raise SubmissionError(msg)
+    training = training_of(run) if run is not None else None
     inputs = {"submission": submission, "library": library}
     for option, output in (("--json", json_path), ("--csv", csv_path)):
         if output is not None:  # said before the work of scoring, not after it
@@ -306,7 +311,13 @@ def score(
             scoring += ["--scale", str(scale), "--crop-border", str(report.crop_border)]
         commands = [*reproduce, shlex.join(scoring)]
         entry = add_to_leaderboard(
-            report, leaderboard, method=method, who=who, reproduce=commands, overwrite=overwrite
+            report,
+            leaderboard,
+            method=method,
+            who=who,
+            reproduce=commands,
+            overwrite=overwrite,
+            training=training,
         )
         out.print(f"leaderboard entry: {entry}")
 
@@ -430,7 +441,12 @@ def show(
     from tomobench.show import show as draw
 
     path = draw(
-        library, submissions or [], split=split, samples=samples, out=out_path, scale=scale,
+        library,
+        submissions or [],
+        split=split,
+        samples=samples,
+        out=out_path,
+        scale=scale,
         crop_border=crop_border,
     )
     out.print(f"wrote {path}")

@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -50,6 +50,7 @@ __all__ = [
     "Entry",
     "Identity",
     "MetricSummary",
+    "Training",
     "add_to_leaderboard",
     "check_identity",
     "check_readme",
@@ -58,6 +59,7 @@ __all__ = [
     "identity_check",
     "load_entries",
     "render",
+    "training_of",
     "write_entry",
     "write_readme",
 ]
@@ -129,6 +131,64 @@ class Identity(BaseModel):
         return f"{self.sha256[:12]} ({self.backend}, format {self.tomobench_format})"
 
 
+class Training(BaseModel):
+    """How a learned method was trained (from its run folder's ``run.json`` and config)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: Text
+    options: dict[str, Any]
+    parameters: int = Field(ge=0)
+    library: Text
+    recipe_sha256: Sha256
+    split: Text
+    epochs: int = Field(ge=0)
+    samples_per_epoch: int = Field(ge=0)
+    seconds: float = Field(ge=0)
+    hardware: Text
+    versions: dict[str, Text]
+
+    def summary(self) -> str:
+        """``10 epochs × 2,500 samples, 3.1 min on AMD EPYC, 2 CPUs, no GPU``."""
+        return (
+            f"{self.epochs} epochs × {self.samples_per_epoch:,} samples of {self.library} "
+            f"{self.split}, {self.seconds / 60:.1f} min on {self.hardware}"
+        )
+
+
+def training_of(run: str | Path) -> Training:
+    """The :class:`Training` of a run folder (its ``run.json`` and ``config.yaml``)."""
+    import yaml
+
+    run = Path(run)
+    try:
+        info = json.loads((run / "run.json").read_text())
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        return Training(
+            model=info["model"],
+            options=config["options"],
+            parameters=info["parameters"],
+            library=info["library"]["name"],
+            recipe_sha256=info["library"]["recipe_sha256"],
+            split=config["train_split"],
+            epochs=info["epochs_completed"],
+            samples_per_epoch=info.get("samples_per_epoch", info["train_samples"]),
+            seconds=info["train_seconds"],
+            hardware=info.get("hardware", "not recorded"),
+            versions={
+                name: info[f"{name}_version"]
+                for name in ("tomobench", "keras", "tensorflow")
+                if f"{name}_version" in info
+            },
+        )
+    except FileNotFoundError as error:
+        msg = f"--run {run}: not a finished run folder ({Path(error.filename).name} is missing)"
+        raise LeaderboardError(msg) from None
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as error:
+        msg = f"--run {run}: its run.json or config.yaml does not read ({error})"
+        raise LeaderboardError(msg) from None
+
+
 class Entry(BaseModel):
     """One method's scores on one split of one library, and how to reproduce them."""
 
@@ -149,6 +209,8 @@ class Entry(BaseModel):
     """Super-resolution: the factor of the low-resolution twins (None: reconstruction)."""
     crop_border: int | None = Field(default=None, ge=0)
     """Super-resolution: the pixels cut off every side before scoring."""
+    training: Training | None = None
+    """A learned method: how it was trained."""
 
     @field_validator("split")
     @classmethod
@@ -183,9 +245,10 @@ def entry_from_report(
     who: str,
     reproduce: list[str],
     date: datetime.date | str | None = None,
+    training: Training | None = None,
 ) -> Entry:
     """The leaderboard entry of a score report (``date``, a date or ISO text such as
-    ``"2024-05-01"``, defaults to today)."""
+    ``"2024-05-01"``, defaults to today; ``training``: how a learned method was trained)."""
     if isinstance(date, str):
         try:
             date = datetime.date.fromisoformat(date)
@@ -215,6 +278,8 @@ def entry_from_report(
     }
     if report.scale is not None:
         data |= {"scale": report.scale, "crop_border": report.crop_border}
+    if training is not None:
+        data["training"] = training
     try:
         return Entry.model_validate(data)
     except ValidationError as error:
@@ -238,6 +303,8 @@ def _entry_text(entry: Entry) -> str:
     data = entry.model_dump(mode="json")
     if entry.scale is None:  # a reconstruction entry reads as before super-resolution came
         del data["scale"], data["crop_border"]
+    if entry.training is None:  # and an entry without a run folder as before training came
+        del data["training"]
     return json.dumps(data, indent=2, allow_nan=False) + "\n"
 
 
@@ -426,7 +493,8 @@ def _render_group(directory: Path, key: tuple, rows: list[tuple[Path, Entry]]) -
     for name in metrics:
         unit = f" ({info[name].unit})" if info[name].unit else ""
         header.append(f"{name}{unit} {'↑' if info[name].higher_is_better else '↓'}")
-    header += ["who", "date"]
+    trained = any(entry.training is not None for _, entry in rows)
+    header += ["training"] * trained + ["who", "date"]
     task = f" · super-resolution ×{scale}, border {border}" if scale else ""
     lines = [
         f"## {_cell(library)} · split {split}{task} · recipe {identity.recipe_sha256[:12]} · "
@@ -436,7 +504,7 @@ def _render_group(directory: Path, key: tuple, rows: list[tuple[Path, Entry]]) -
         f"n = {counts} samples; sorted by {first}, {direction} first.",
         "",
         "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---:", "---"] + ["---:"] * len(metrics) + ["---", "---"]) + "|",
+        "|" + "|".join(["---:", "---"] + ["---:"] * len(metrics) + ["---"] * (2 + trained)) + "|",
     ]
     for rank, (path, entry) in enumerate(rows, start=1):
         link = path.relative_to(directory).as_posix()
@@ -449,6 +517,8 @@ def _render_group(directory: Path, key: tuple, rows: list[tuple[Path, Entry]]) -
                 mean = format_value(summary.mean, summary.unit)
                 std = format_value(summary.std, summary.unit)
                 cells.append(f"{mean} ± {std}")
+        if trained:
+            cells.append(_cell(entry.training.summary()) if entry.training else "–")
         cells += [_cell(entry.who), entry.date.isoformat()]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -492,6 +562,7 @@ def add_to_leaderboard(
     reproduce: list[str],
     overwrite: bool = False,
     date: datetime.date | str | None = None,
+    training: Training | None = None,
 ) -> Path:
     """Add the entry of ``report`` to the leaderboard at ``directory`` (created if need be)
     and re-render its README; return the entry's path.
@@ -502,7 +573,9 @@ def add_to_leaderboard(
     """
     directory = Path(directory)
     check_identity(directory, report.library, report.split, report.identity)
-    entry = entry_from_report(report, method=method, who=who, reproduce=reproduce, date=date)
+    entry = entry_from_report(
+        report, method=method, who=who, reproduce=reproduce, date=date, training=training
+    )
     try:
         (directory / ENTRIES).mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -433,6 +433,31 @@ def plot_history(rows: list[dict], path: str | Path, *, loss: str = "loss") -> P
 # -- the end of a run -----------------------------------------------------------------------
 
 
+def hardware() -> str:
+    """What trained: the CPU model and the CPUs this process may use, and any GPU
+    TensorFlow sees, in one line (``AMD EPYC, 2 CPUs, no GPU``)."""
+    import os
+    import platform
+
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as file:
+            names = [
+                line.split(":", 1)[1].strip() for line in file if line.startswith("model name")
+            ]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpus = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        gpus.append(details.get("device_name", device.name))
+    return f"{cpu}, {cpus} CPUs, {', '.join(gpus) if gpus else 'no GPU'}"
+
+
 def _finish(run, config, shapes, library_info, train_stream, validation_stream) -> None:
     """Write ``model.keras`` (best weights, no optimiser) and ``run.json``."""
     import tensorflow as tf
@@ -467,5 +492,6 @@ def _finish(run, config, shapes, library_info, train_stream, validation_stream) 
         "best_epoch": state["best_epoch"],
         "best_monitored_loss": state["best"],
         "train_seconds": round(sum(row.get("train_seconds", 0.0) for row in rows), 1),
+        "hardware": hardware(),
     }
     write_text_atomically(run / INFO, json.dumps(info, indent=2) + "\n", error=RunError)
