@@ -380,3 +380,29 @@ def test_srgan_content_loss_can_compare_feature_maps(tmp_path, pair):
 def test_srgan_with_pixel_content_needs_a_compiled_loss():
     with pytest.raises(ValueError, match="give a loss"):
         tiny("srgan").compile(optimizer="adam")
+
+
+def test_srgan_fetches_its_feature_network_through_the_registry(
+    tmp_path, loopback_http, cache, monkeypatch
+):
+    import hashlib
+
+    served = loopback_http.folder / "grey-features.keras"
+    network = feature_network(served)
+    digest = hashlib.sha256(served.read_bytes()).hexdigest()
+    registry = tmp_path / "registry.txt"
+    url = loopback_http.url("grey-features.keras")
+    registry.write_text(f"grey-features.keras sha256:{digest} {url} size=- licence=- citation=-\n")
+    monkeypatch.setenv("TOMOBENCH_REGISTRY", str(registry))
+    model = tiny("srgan", content="features", features="registry:grey-features.keras")
+    for a, b in zip(network.get_weights(), model.feature_network.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert loopback_http.requests == ["/grey-features.keras"]
+    # a file that no longer matches its registered hash is refused, naming it
+    served.write_bytes(served.read_bytes() + b"tampered")
+    for stale in cache.iterdir():
+        stale.unlink()
+    with pytest.raises(ValueError, match=r"features: .*grey-features.keras"):
+        tiny("srgan", content="features", features="registry:grey-features.keras")
+    with pytest.raises(ValueError, match=r"features: .*unknown"):
+        tiny("srgan", content="features", features="registry:unknown.keras")

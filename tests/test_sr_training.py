@@ -78,6 +78,23 @@ def cube_library(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def pair_library(tmp_path_factory):
+    """cube_library's recipe with the absorption image of every slice."""
+    from tomobench.builder import build
+
+    recipe = copy.deepcopy(SMALL_XRDCT)
+    recipe["source"] = {
+        **recipe["source"],
+        "absorption": {"coefficients": {"gamma-Al2O3": 2.79, "Ni": 92.0, "CeO2": 66.1},
+                       "pixel_size_um": 25.0},
+    }  # fmt: skip
+    recipe.update(downsample=[2], splits={"train": 4, "test": 2}, output={"chunk": 2})
+    path = tmp_path_factory.mktemp("pairs") / "pairs.h5"
+    build(Recipe.model_validate(recipe), path, workers=1)
+    return path
+
+
 # -- pairs ----------------------------------------------------------------------------------
 
 
@@ -250,6 +267,27 @@ def test_a_cube_is_super_resolved_channel_by_channel(cube_library, tmp_path):
     for sample, channel in [(0, 0), (1, 23), (1, 7)]:
         one = superresolve(model, low[sample : sample + 1, ..., channel], normalisation)
         np.testing.assert_allclose(images[sample, ..., channel], one[0], atol=1e-5)
+
+
+def test_a_guided_model_learns_from_the_absorption_image(pair_library, tmp_path):
+    options = {**TINY_OPTIONS["guided_sr"], "guide": True}
+    config = sr_config(pair_library, tmp_path / "run", model="guided_sr", options=options,
+                       validation_split=None, patch=4, samples_per_epoch=40)  # fmt: skip
+    run = train(config, verbose=0)
+    model, normalisation = load_run(run)
+    assert [tuple(shape) for shape in model.input_shape] == [(None, None, None, 1)] * 2
+    with h5py.File(pair_library, "r") as file:
+        absorption = file["train/absorption"][:].astype(np.float64)
+        low = file["test/images_x2"][:]
+        guide = file["test/absorption"][:]
+    assert normalisation.guide_mean == pytest.approx(absorption.mean(), rel=1e-6)
+    assert normalisation.guide_std == pytest.approx(absorption.std(), rel=1e-6)
+    images = read_submission(predict(run, pair_library, split="test", out=tmp_path / "g.npy"))
+    assert images.shape == (2, 16, 16, 24)
+    one = superresolve(model, low[1:2, ..., 5], normalisation, guide=guide[1:2])
+    np.testing.assert_allclose(images[1, ..., 5], one[0], atol=1e-5)
+    other = superresolve(model, low[1:2, ..., 5], normalisation, guide=guide[0:1])
+    assert not np.allclose(one, other)  # the guide is an input: another slice's changes it
 
 
 def test_srgan_resumes_with_both_optimisers(tiny_library, tmp_path):

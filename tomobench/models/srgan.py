@@ -27,8 +27,9 @@ Differences:
 - the content loss is either the loss the model is compiled with (``content="pixel"``: the
   paper's SRGAN-MSE when compiled with MSE) or the mean squared error between the feature
   maps of a user-supplied, frozen Keras network (``content="features"``, ``features`` the
-  path of its ``.keras`` file: the stand-in for the paper's VGG54 loss, since ImageNet VGG
-  features do not suit single-channel tomograms);
+  path of its ``.keras`` file, or ``registry:NAME`` for a ``.keras`` file of the dataset
+  registry, fetched and hash-checked by :func:`tomobench.datasets.fetch`: the stand-in for
+  the paper's VGG54 loss, since ImageNet VGG features do not suit single-channel tomograms);
 - the paper pre-trains the generator alone (SRResNet) before the adversarial training; here
   both train from the start (pre-train an SRResNet by setting ``adversarial_weight`` 0).
 
@@ -81,8 +82,9 @@ def srgan(
     ``res_blocks`` and ``filters`` size the generator, ``discriminator_filters`` the first
     convolutions of the discriminator. ``content`` chooses the content loss: ``"pixel"``,
     the compiled loss; ``"features"``, the mean squared error between the feature maps that
-    the network saved at ``features`` (a ``.keras`` file; it takes ``(h, w, 1)`` images and
-    is not trained) gives for the generated and the target image.
+    the network saved at ``features`` (a ``.keras`` file, or ``registry:NAME``: a file of
+    the dataset registry, fetched and checked; it takes ``(h, w, 1)`` images and is not
+    trained) gives for the generated and the target image.
     """
     return SRGAN(
         scale,
@@ -143,9 +145,22 @@ def srgan_discriminator(filters: int = 64) -> keras.Model:
     return keras.Model(image, x, name="discriminator")
 
 
+REGISTRY_PREFIX = "registry:"
+"""``features: registry:NAME`` names a ``.keras`` file of the dataset registry."""
+
+
 def load_feature_network(path) -> keras.Model:
     """The frozen feature network saved at ``path`` (a ``.keras`` file taking (h, w, 1)
-    images)."""
+    images), or at ``registry:NAME``: dataset NAME of the registry (packaged, or a user's
+    ``TOMOBENCH_REGISTRY`` file), fetched once and hash-checked."""
+    if isinstance(path, str) and path.startswith(REGISTRY_PREFIX):
+        from tomobench import datasets
+
+        try:
+            path = datasets.fetch(path.removeprefix(REGISTRY_PREFIX))
+        except datasets.DatasetError as error:
+            msg = f"features: {error}"
+            raise ValueError(msg) from None
     if not isinstance(path, (str, Path)) or not Path(path).is_file():
         msg = f"features: no feature network file at {path!r} (give a saved .keras model)"
         raise ValueError(msg)
