@@ -9,16 +9,20 @@ grid (``oversample`` 1) whatever grid the library's data were simulated on.
 - :func:`sirt`: x ← x + C Aᵀ R (y − A x), with R and C the inverse row and column sums of
   the system matrix A (ASTRA's SIRT), for a whole batch of sinograms at once.
 - :func:`cgls`: conjugate gradients on the normal equations (ASTRA's CGLS), batched.
+- :func:`ganrec`: GANrec (Yang et al. 2020), a generative adversarial network fitted to each
+  sinogram on its own through the projector (:mod:`tomobench.models.ganrec`; needs the
+  ``models`` extra).
 
-``nonnegative`` clips negative values (after every SIRT iteration; at the end for FBP and
-CGLS, whose iterations it would break) and ``mask`` restricts the image to the circle
-inscribed in it.
+``nonnegative`` clips negative values (after every SIRT iteration; at the end for FBP, CGLS
+and GANrec, whose iterations it would break) and ``mask`` restricts the image to the circle
+inscribed in it (GANrec: while fitting).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Callable
 
 import numpy as np
 
@@ -26,8 +30,8 @@ from tomobench.errors import RecipeError, StoreError
 from tomobench.physics.geometry import ParallelGeometry, circular_mask, from_recipe
 from tomobench.physics.projector import FBP_FILTERS, get_projector, resolve_backend
 
-METHODS = ("fbp", "sirt", "cgls")
-__all__ = ["FBP_FILTERS", "METHODS", "cgls", "fbp", "run", "sirt"]
+METHODS = ("fbp", "sirt", "cgls", "ganrec")
+__all__ = ["FBP_FILTERS", "METHODS", "cgls", "fbp", "ganrec", "run", "sirt"]
 
 
 def _projector(geometry: ParallelGeometry, model: str, backend: str):
@@ -117,6 +121,37 @@ def cgls(
     return images[0] if single else images
 
 
+def ganrec(
+    sinograms: np.ndarray,
+    geometry: ParallelGeometry,
+    *,
+    iterations: int | None = None,
+    seed: int = 0,
+    model: str = "linear",
+    nonnegative: bool = False,
+    mask: bool = False,
+    progress: Callable[[int], object] | None = None,
+) -> np.ndarray:
+    """GANrec of (A, D) or (B, A, D) sinograms, each fitted on its own through the geometry's
+    projection matrix (:func:`tomobench.models.ganrec.ganrec`, whose other options keep the
+    paper's values): ``iterations`` per sinogram (``None``: GANrec's 1000), networks drawn
+    from ``seed``, ``mask`` a support constraint while fitting, ``progress`` called with 1
+    after each sinogram. Needs the ``models`` extra (an ImportError that says how to install
+    it)."""
+    from tomobench.models.ganrec import ITERATIONS
+    from tomobench.models.ganrec import ganrec as fit
+
+    images = fit(
+        sinograms,
+        _projector(geometry, model, "matrix"),
+        iterations=ITERATIONS if iterations is None else _count(iterations),
+        seed=seed,
+        mask=mask,
+        progress=progress,
+    )
+    return _finish(images, nonnegative=nonnegative, mask=False)
+
+
 def _batch(sinograms: np.ndarray) -> tuple[np.ndarray, bool]:
     sinograms = np.asarray(sinograms, dtype=np.float32)
     single = sinograms.ndim == 2
@@ -155,14 +190,18 @@ def _count(iterations: int) -> int:
     return int(iterations)
 
 
-_ALGORITHMS = {"fbp": fbp, "sirt": sirt, "cgls": cgls}
+_ALGORITHMS = {"fbp": fbp, "sirt": sirt, "cgls": cgls, "ganrec": ganrec}
+
+
+def _takes(method: str) -> list[str]:
+    """The options of ``method``: its algorithm's keyword-only parameters."""
+    parameters = inspect.signature(_ALGORITHMS[method]).parameters.values()
+    return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
 def _check_options(method: str, options: dict) -> None:
-    """A one-line :class:`RecipeError` for options that ``method`` does not take (its
-    algorithm's keyword-only parameters)."""
-    parameters = inspect.signature(_ALGORITHMS[method]).parameters.values()
-    takes = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    """A one-line :class:`RecipeError` for options that ``method`` does not take."""
+    takes = _takes(method)
     unknown = [name for name in options if name not in takes]
     if unknown:
         names = ", ".join(repr(name) for name in unknown)
@@ -189,6 +228,9 @@ def run(method: str, library, *, split: str = "test", indices=None, **options) -
     (:func:`~tomobench.physics.geometry.air_pixels`) is subtracted from every pixel
     (:func:`air_background`). The reconstruction is returned as it is (no clipping).
 
+    ``ganrec`` needs the ``models`` extra (TensorFlow): without it, an ImportError that says
+    how to install it.
+
     Raises :class:`~tomobench.errors.StoreError` for a library whose build has not
     finished (its unwritten samples would read as zeros), and for a hyperspectral library
     with air scatter whose detector leaves no pixel that sees only air, and
@@ -202,7 +244,8 @@ def run(method: str, library, *, split: str = "test", indices=None, **options) -
     recipe = library.recipe
     algorithm, geometry = _ALGORITHMS[method], from_recipe(recipe)
     options.setdefault("model", recipe.geometry.projector)
-    if options.get("backend", "auto") == "auto":  # evaluation splits: on the CPU, everywhere
+    if "backend" in _takes(method) and options.get("backend", "auto") == "auto":
+        # evaluation splits: on the CPU, everywhere
         options["backend"] = resolve_backend(
             "auto", geometry=geometry, model=options["model"], split=split
         )

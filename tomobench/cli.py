@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -170,7 +171,7 @@ def _size(nbytes: int) -> str:
 @_user_errors
 def baseline(
     method: str = typer.Argument(
-        ..., help="fbp, sirt or cgls; nearest, bilinear or bicubic (with --scale)"
+        ..., help="fbp, sirt, cgls or ganrec; nearest, bilinear or bicubic (with --scale)"
     ),
     library: Path = typer.Argument(..., help="library (*.h5 or *.zarr)"),
     out_path: Path = typer.Option(..., "--out", help="submission to write (.npy, .h5, .zarr)"),
@@ -178,9 +179,12 @@ def baseline(
     scale: int | None = typer.Option(
         None, "--scale", min=2, help="super-resolution: upsample images_x{SCALE}"
     ),
-    filter: str = typer.Option("ram-lak", "--filter", help="FBP filter"),
+    filter: str | None = typer.Option(None, "--filter", help="FBP filter (default ram-lak)"),
     iterations: int | None = typer.Option(
-        None, "--iterations", min=1, help="SIRT (default 100) or CGLS (default 30) iterations"
+        None,
+        "--iterations",
+        min=1,
+        help="SIRT (default 100), CGLS (default 30) or GANrec (default 1000, per sinogram)",
     ),
     nonnegative: bool = typer.Option(False, "--nonnegative", help="clip negative values"),
     mask: bool = typer.Option(False, "--mask", help="restrict to the inscribed circle"),
@@ -188,8 +192,8 @@ def baseline(
         False, "--overwrite", help="replace what is at --out, even if not a submission"
     ),
 ) -> None:
-    """Reconstruct a split with a classical method (or upsample its low-resolution twins)
-    and write it as a submission."""
+    """Reconstruct a split with a classical method or GANrec (or upsample its
+    low-resolution twins) and write it as a submission."""
     from tomobench import baselines, superres
     from tomobench.errors import RecipeError
     from tomobench.score import check_submission_output, write_submission
@@ -221,23 +225,49 @@ def baseline(
         raise RecipeError(msg)
     if method == "fbp":
         if iterations is not None:
-            msg = "--iterations applies to sirt and cgls, not fbp"
+            msg = "--iterations applies to sirt, cgls and ganrec, not fbp"
             raise RecipeError(msg)
-        options["filter"] = filter
-    elif iterations is not None:
-        options["iterations"] = iterations
+        options["filter"] = "ram-lak" if filter is None else filter
+    else:
+        if filter is not None:
+            msg = f"--filter applies to fbp, not {method}"
+            raise RecipeError(msg)
+        if iterations is not None:
+            options["iterations"] = iterations
+    if method == "ganrec":
+        _models()  # one line if the models extra is missing, before any work
     check_submission_output(out_path, overwrite=overwrite)  # before the work, not after it
     started = time.perf_counter()
     with open_library(library) as lib:
         if split in lib.splits:
             lib.check_split(split)
-        reconstructions = baselines.run(method, lib, split=split, **options)
+        with _sinogram_bar(method == "ganrec" and split in lib.splits, lib, split) as advance:
+            if advance is not None:
+                options["progress"] = advance
+            reconstructions = baselines.run(method, lib, split=split, **options)
     path = write_submission(out_path, reconstructions, overwrite=overwrite)
     seconds = time.perf_counter() - started
     out.print(
         f"wrote {path}: {method} of {len(reconstructions)} samples in {seconds:.1f} s "
         "(as reconstructed; score clips every reconstruction to [0, 1])"
     )
+
+
+@contextlib.contextmanager
+def _sinogram_bar(enabled: bool, lib, split: str):
+    """A progress bar over the sinograms of a split (each channel of a hyperspectral one),
+    yielding the callable that advances it, or ``None`` when not ``enabled``."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    shape = lib[f"{split}/sinograms"].shape
+    total = shape[0] * (shape[3] if len(shape) == 4 else 1)
+    columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(f"GANrec, {split} sinograms", total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 @app.command()
