@@ -46,6 +46,7 @@ SMALL = {
     "cnn_reconstruct": {"filters": [4, 4, 8, 8], "dense_units": 32, "refine_filters": [4, 4]},
     "dense_reconstruct": {"units": [64]},
     "automap": {"units": 64, "filters": 4},
+    "gan_reconstruct": {"filters": 4, "depth": 2, "discriminator_filters": 4},
 }
 
 

@@ -2,7 +2,9 @@
 input pipeline, training and prediction.
 
 - :data:`MODELS` / :func:`build_model`: reconstruction models ``cnn_reconstruct`` (report
-  §6.2), ``dense_reconstruct`` and ``automap`` (Zhu et al. 2018), sized from a library;
+  §6.2), ``dense_reconstruct``, ``automap`` (Zhu et al. 2018) and ``gan_reconstruct``
+  (pix2pix, Isola et al. 2017, on the FBP image or a learned first image), sized from a
+  library;
   super-resolution models ``edsr`` (Lim et al. 2017), ``wdsr_b`` (Yu et al. 2018),
   ``srgan`` (Ledig et al. 2017) and ``guided_sr`` (low-resolution XRD-CT + high-resolution
   absorption image), made for a factor;
@@ -53,6 +55,7 @@ from tomobench.models.dense import dense_reconstruct
 from tomobench.models.edsr import edsr
 from tomobench.models.errors import ConfigError, RunError
 from tomobench.models.guided import guided_sr
+from tomobench.models.pix2pix import gan_reconstruct
 from tomobench.models.predict import (
     load_run,
     predict,
@@ -83,6 +86,7 @@ __all__ = [
     "cross",
     "dense_reconstruct",
     "edsr",
+    "gan_reconstruct",
     "guided_sr",
     "load_config",
     "load_run",

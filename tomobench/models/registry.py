@@ -32,6 +32,7 @@ from tomobench.models.dense import dense_reconstruct
 from tomobench.models.edsr import edsr
 from tomobench.models.errors import ConfigError
 from tomobench.models.guided import guided_sr
+from tomobench.models.pix2pix import gan_reconstruct
 from tomobench.models.srgan import srgan
 from tomobench.models.wdsr import wdsr_b
 
@@ -51,6 +52,7 @@ RECONSTRUCTION: dict[str, Callable[..., keras.Model]] = {
     "cnn_reconstruct": cnn_reconstruct,
     "dense_reconstruct": dense_reconstruct,
     "automap": automap,
+    "gan_reconstruct": gan_reconstruct,
 }
 """Sinogram → image models and their factories."""
 
