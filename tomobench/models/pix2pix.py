@@ -56,16 +56,18 @@ Differences:
   (``(sinogram − mean) / std``, :class:`~tomobench.models.data.Normalisation`): its image is
   the FBP of the library's sinogram, minus mean × the FBP of a sinogram of ones, over std.
 
-The model returned is a :class:`Pix2Pix`: calling it (``predict``, ``predict_on_batch``)
-runs the generator, sinograms ``(batch, angles, detector)`` → images ``(batch, size,
-size)``, and its ``inputs``, ``outputs``, ``input_shape`` and ``output_shape`` are the
-generator's. Its ``fit`` trains both networks, each with its own optimiser (the
-discriminator's is of the compiled one's class and configuration); its ``loss`` is the
-content loss (so a validation ``val_loss`` compares with other models'), and it reports
-``d_loss`` (the discriminator's, halved) and ``g_adversarial`` (the generator's adversarial
-term) beside. A ``.keras`` checkpoint holds both networks and both optimisers' states, and
-the FBP layer's geometry but not its matrix. With ``input="fbp"`` the model trains without
-XLA (no XLA kernel for the sparse backprojection).
+The model returned is a :class:`Pix2Pix`, an
+:class:`~tomobench.models._adversarial.AdversarialModel` as ``srgan``'s is: calling it
+(``predict``, ``predict_on_batch``) runs the generator, sinograms ``(batch, angles,
+detector)`` → images ``(batch, size, size)``, and its ``inputs``, ``outputs``,
+``input_shape`` and ``output_shape`` are the generator's. Its ``fit`` trains both networks,
+each with its own optimiser (the discriminator's is of the compiled one's class and
+configuration); its ``loss`` is the content loss (so a validation ``val_loss`` compares
+with other models'), and it reports ``d_loss`` (the discriminator's, halved) and
+``g_adversarial`` (the generator's adversarial term) beside. A ``.keras`` checkpoint holds
+both networks and both optimisers' states, and the FBP layer's geometry but not its matrix.
+With ``input="fbp"`` the model trains without XLA (no XLA kernel for the sparse
+backprojection).
 
 Size with the defaults: the U-Net has 6,168,897 weights and the discriminator 2,766,401,
 whatever the image size; the sinogram front end adds 4,951,864 at 32² (24 × 34 sinograms)
@@ -82,6 +84,7 @@ import keras
 from keras import layers, ops
 from pydantic import Field
 
+from tomobench.models._adversarial import AdversarialModel
 from tomobench.models._blocks import (
     Count,
     Rate,
@@ -316,7 +319,7 @@ def _check_options(options: dict) -> None:
 
 
 @keras.saving.register_keras_serializable(package="tomobench")
-class Pix2Pix(keras.Model):
+class Pix2Pix(AdversarialModel):
     """A generator (first stage + U-Net) and a PatchGAN discriminator trained adversarially
     with a content term (see the module docstring); calling the model calls the
     generator."""
@@ -360,25 +363,27 @@ class Pix2Pix(keras.Model):
             _check_options(options)
         except ValueError as error:  # a ConfigError: one line for the user, not a traceback
             raise ConfigError(f"model gan_reconstruct: {error}") from None
-        super().__init__(**kwargs)
-        self.angles, self.detector, self.size = angles, detector, size
-        self.options = MappingProxyType(options)  # read-only, and not tracked by Keras
         sinogram = sinogram_input(angles, detector)
         front = _front(angles, detector, size, options)
         refine = unet(size, filters=filters, depth=depth, dropout=dropout)
-        self.generator = keras.Model(sinogram, refine(front(sinogram)), name="generator")
-        self.discriminator = patch_discriminator(
-            size, filters=discriminator_filters, layers_count=discriminator_layers
+        super().__init__(
+            keras.Model(sinogram, refine(front(sinogram)), name="generator"),
+            patch_discriminator(
+                size, filters=discriminator_filters, layers_count=discriminator_layers
+            ),
+            **kwargs,
         )
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
-        self.adversarial_tracker = keras.metrics.Mean(name="g_adversarial")
-        self.d_optimizer = None
-        self.built = True  # the two networks are built
+        self.angles, self.detector, self.size = angles, detector, size
+        self.options = MappingProxyType(options)  # read-only, and not tracked by Keras
 
     @property
     def l1_weight(self) -> float:
         return float(self.options["l1_weight"])
+
+    @property
+    def content_weight(self) -> float:
+        """The generator's objective is adversarial + ``l1_weight`` × content."""
+        return self.l1_weight
 
     @property
     def front(self) -> keras.Model:
@@ -390,38 +395,12 @@ class Pix2Pix(keras.Model):
         """The generator's U-Net: first images → images."""
         return self.generator.get_layer("unet")
 
-    # -- the generator's face ------------------------------------------------------------
-
-    def call(self, inputs, training=False):
-        return self.generator(inputs, training=training)
-
-    @property
-    def inputs(self):
-        return self.generator.inputs
-
-    @property
-    def outputs(self):
-        return self.generator.outputs
-
-    @property
-    def input_shape(self):
-        return self.generator.input_shape
-
-    @property
-    def output_shape(self):
-        return self.generator.output_shape
-
-    def compute_output_shape(self, input_shape):
-        return self.generator.compute_output_shape(input_shape)
-
     # -- compiling -----------------------------------------------------------------------
 
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
-        """Compile as any model; ``loss`` (required) is the content term. The
-        discriminator gets an optimiser of its own, of the same class and configuration as
-        ``optimizer``. Both optimisers are built here, each on its network's trainable
-        variables. ``jit_compile=True`` (XLA) is refused with input ``"fbp"``; ``"auto"``
-        leaves XLA out for it."""
+        """:meth:`AdversarialModel.compile`; ``loss`` (required) is the content term.
+        ``jit_compile=True`` (XLA) is refused with input ``"fbp"``; ``"auto"`` leaves XLA
+        out for it."""
         if loss is None:
             msg = "gan_reconstruct takes its content loss from compile: give a loss"
             raise ValueError(msg)
@@ -432,89 +411,27 @@ class Pix2Pix(keras.Model):
             )
             raise ValueError(msg)
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
-        config = self.optimizer.get_config()
-        config["name"] = f"discriminator_{config.get('name') or 'optimizer'}"
-        self.d_optimizer = self.optimizer.__class__.from_config(config)
-        self.optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
 
-    def compile_from_config(self, config):
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
+    # -- the hooks of AdversarialModel ---------------------------------------------------
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.d_loss_tracker, self.adversarial_tracker]
+    def generate(self, x, training):
+        """The condition is the first image (without its gradient, so that the front end
+        learns through the U-Net only); the U-Net refines it."""
+        first = self.front(x, training=training)
+        return ops.stop_gradient(first), self.refiner(first, training=training)
 
-    # -- training ------------------------------------------------------------------------
+    def discriminate(self, condition, image, training):
+        return self.discriminator([condition, image], training=training)
 
-    @staticmethod
-    def _cross_entropy(real: bool, logits):
-        target = ops.ones_like(logits) if real else ops.zeros_like(logits)
-        return ops.mean(ops.binary_crossentropy(target, logits, from_logits=True))
-
-    def _discriminator_loss(self, real_logits, fake_logits):
+    def discriminator_loss(self, real_logits, fake_logits):
         """pix2pix's discriminator objective, halved."""
-        return 0.5 * (
-            self._cross_entropy(True, real_logits) + self._cross_entropy(False, fake_logits)
-        )
-
-    def _record(self, x, content, d_loss, adversarial):
-        batch = ops.shape(x)[0]
-        self.loss_tracker.update_state(content, sample_weight=batch)
-        self.d_loss_tracker.update_state(d_loss, sample_weight=batch)
-        self.adversarial_tracker.update_state(adversarial, sample_weight=batch)
-        return {metric.name: metric.result() for metric in self.metrics}
-
-    def train_step(self, data):
-        import tensorflow as tf  # train_step is the TensorFlow backend's
-
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y = ops.cast(y, "float32")
-        with tf.GradientTape() as generator_tape:
-            first = self.front(x, training=True)
-            generated = self.refiner(first, training=True)
-            condition = ops.stop_gradient(first)
-            with generator_tape.stop_recording():
-                with tf.GradientTape() as discriminator_tape:
-                    real = self.discriminator([condition, y], training=True)
-                    fake = self.discriminator(
-                        [condition, ops.stop_gradient(generated)], training=True
-                    )
-                    d_loss = self._discriminator_loss(real, fake)
-                variables = self.discriminator.trainable_variables
-                gradients = discriminator_tape.gradient(d_loss, variables)
-                self.d_optimizer.apply_gradients(zip(gradients, variables))
-            content = self.compute_loss(
-                x=x, y=y, y_pred=generated, sample_weight=sample_weight, training=True
-            )
-            judged = self.discriminator([condition, generated], training=True)
-            adversarial = self._cross_entropy(True, judged)
-            g_loss = adversarial + self.l1_weight * content
-        variables = self.generator.trainable_variables
-        gradients = generator_tape.gradient(g_loss, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        return self._record(x, content, d_loss, adversarial)
-
-    def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y = ops.cast(y, "float32")
-        first = self.front(x, training=False)
-        generated = self.refiner(first, training=False)
-        content = self.compute_loss(
-            x=x, y=y, y_pred=generated, sample_weight=sample_weight, training=False
-        )
-        real = self.discriminator([first, y], training=False)
-        fake = self.discriminator([first, generated], training=False)
-        d_loss = self._discriminator_loss(real, fake)
-        return self._record(x, content, d_loss, self._cross_entropy(True, fake))
+        return 0.5 * super().discriminator_loss(real_logits, fake_logits)
 
     # -- saving --------------------------------------------------------------------------
 
     def get_config(self) -> dict:
         return {
-            "name": self.name,
-            "trainable": self.trainable,
+            **super().get_config(),
             "angles": self.angles,
             "detector": self.detector,
             "size": self.size,

@@ -3,8 +3,8 @@
 Two kinds of model:
 
 - reconstruction (:data:`RECONSTRUCTION`): ``factory(angles, detector, size, *, option=...)``
-  returns a functional :class:`keras.Model` from sinograms ``(batch, angles, detector)`` to
-  images ``(batch, size, size)``;
+  returns a :class:`keras.Model` from sinograms ``(batch, angles, detector)`` to images
+  ``(batch, size, size)`` (functional, or for a GAN a model whose call is its generator);
 - super-resolution (:data:`SUPER_RESOLUTION`): ``factory(scale, *, option=...)`` returns a
   fully convolutional model from low-resolution images ``(batch, h, w, 1)`` to
   ``(batch, h·scale, w·scale, 1)``; a guided model (``guided_sr`` with ``guide`` true) also

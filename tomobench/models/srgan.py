@@ -33,15 +33,16 @@ Differences:
 - the paper pre-trains the generator alone (SRResNet) before the adversarial training; here
   both train from the start (pre-train an SRResNet by setting ``adversarial_weight`` 0).
 
-The model returned is an :class:`SRGAN`: calling it (``predict``, ``predict_on_batch``) runs
-the generator, and its ``inputs``, ``outputs``, ``input_shape`` and ``output_shape`` are the
-generator's. Its
-``fit`` trains both networks, each with its own optimiser (the discriminator's is a copy of
-the compiled one, of the same class and learning rate); its ``loss`` is the generator's
-content loss (so that a validation ``val_loss`` compares with other models' for
-``content="pixel"``), and it reports ``d_loss`` (the discriminator's) and ``g_adversarial``
-(the generator's adversarial term, unweighted) beside. A ``.keras`` checkpoint holds both
-networks, the feature network if any, and both optimisers' states.
+The model returned is an :class:`SRGAN`, an
+:class:`~tomobench.models._adversarial.AdversarialModel` as ``gan_reconstruct``'s is:
+calling it (``predict``, ``predict_on_batch``) runs the generator, and its ``inputs``,
+``outputs``, ``input_shape`` and ``output_shape`` are the generator's. Its ``fit`` trains
+both networks, each with its own optimiser (the discriminator's is a copy of the compiled
+one, of the same class and learning rate); its ``loss`` is the generator's content loss (so
+that a validation ``val_loss`` compares with other models' for ``content="pixel"``), and it
+reports ``d_loss`` (the discriminator's) and ``g_adversarial`` (the generator's adversarial
+term, unweighted) beside. A ``.keras`` checkpoint holds both networks, the feature network
+if any, and both optimisers' states.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from typing import Literal
 import keras
 from keras import layers, ops
 
+from tomobench.models._adversarial import AdversarialModel
 from tomobench.models._blocks import Count
 from tomobench.models._sr_blocks import (
     Weight,
@@ -187,7 +189,7 @@ def _frozen(network, origin) -> keras.Model:
 
 
 @keras.saving.register_keras_serializable(package="tomobench")
-class SRGAN(keras.Model):
+class SRGAN(AdversarialModel):
     """A generator and a discriminator trained adversarially (see the module docstring);
     calling the model calls the generator."""
 
@@ -220,7 +222,11 @@ class SRGAN(keras.Model):
         if isinstance(adversarial_weight, bool) or not adversarial_weight >= 0:
             msg = f"adversarial_weight must be >= 0, got {adversarial_weight!r}"
             raise ValueError(msg)
-        super().__init__(**kwargs)
+        super().__init__(
+            srresnet(scale, res_blocks=int(res_blocks), filters=int(filters)),
+            srgan_discriminator(int(discriminator_filters)),
+            **kwargs,
+        )
         self.scale = scale
         self.res_blocks = int(res_blocks)
         self.filters = int(filters)
@@ -228,8 +234,6 @@ class SRGAN(keras.Model):
         self.adversarial_weight = float(adversarial_weight)
         self.content = content
         self.features = None if features is None else str(features)
-        self.generator = srresnet(scale, res_blocks=self.res_blocks, filters=self.filters)
-        self.discriminator = srgan_discriminator(self.discriminator_filters)
         if content == "features":
             self.feature_network = (
                 load_feature_network(features)
@@ -238,124 +242,39 @@ class SRGAN(keras.Model):
             )
         else:
             self.feature_network = None
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
-        self.adversarial_tracker = keras.metrics.Mean(name="g_adversarial")
-        self.d_optimizer = None
-        self.built = True  # the two networks are built
-
-    # -- the generator's face ------------------------------------------------------------
-
-    def call(self, inputs, training=False):
-        return self.generator(inputs, training=training)
-
-    @property
-    def inputs(self):
-        return self.generator.inputs
-
-    @property
-    def outputs(self):
-        return self.generator.outputs
-
-    @property
-    def input_shape(self):
-        return self.generator.input_shape
-
-    @property
-    def output_shape(self):
-        return self.generator.output_shape
-
-    def compute_output_shape(self, input_shape):
-        return self.generator.compute_output_shape(input_shape)
-
-    # -- compiling -----------------------------------------------------------------------
 
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
-        """Compile as any model; the discriminator gets an optimiser of its own, of the same
-        class and configuration as ``optimizer``. Both optimisers are built here, each on
-        its network's trainable variables."""
+        """:meth:`AdversarialModel.compile`; with content ``"pixel"``, ``loss`` (the content
+        loss) is required."""
         if self.content == "pixel" and loss is None:
             msg = "srgan with content 'pixel' takes its content loss from compile: give a loss"
             raise ValueError(msg)
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
-        config = self.optimizer.get_config()
-        config["name"] = f"discriminator_{config.get('name') or 'optimizer'}"
-        self.d_optimizer = self.optimizer.__class__.from_config(config)
-        self.optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
 
-    def compile_from_config(self, config):
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
+    # -- the hooks of AdversarialModel ---------------------------------------------------
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.d_loss_tracker, self.adversarial_tracker]
+    def generate(self, x, training):
+        """No condition: the discriminator judges the images alone."""
+        return None, self.generator(x, training=training)
 
-    # -- training ------------------------------------------------------------------------
+    def discriminate(self, condition, image, training):
+        return self.discriminator(image, training=training)
 
-    def _content_loss(self, x, y, generated, sample_weight, training):
+    def content_loss(self, x, y, generated, sample_weight, training):
+        """The compiled loss, or the mean squared error between the feature network's maps of
+        the generated and the target images."""
         if self.feature_network is None:
-            return self.compute_loss(
-                x=x, y=y, y_pred=generated, sample_weight=sample_weight, training=training
-            )
+            return super().content_loss(x, y, generated, sample_weight, training)
         wanted = self.feature_network(y, training=False)
         got = self.feature_network(generated, training=False)
         return ops.mean(ops.square(got - ops.cast(wanted, got.dtype)))
-
-    @staticmethod
-    def _cross_entropy(real: bool, logits):
-        target = ops.ones_like(logits) if real else ops.zeros_like(logits)
-        return ops.mean(ops.binary_crossentropy(target, logits, from_logits=True))
-
-    def _record(self, x, content, d_loss, adversarial):
-        batch = ops.shape(keras.tree.flatten(x)[0])[0]
-        self.loss_tracker.update_state(content, sample_weight=batch)
-        self.d_loss_tracker.update_state(d_loss, sample_weight=batch)
-        self.adversarial_tracker.update_state(adversarial, sample_weight=batch)
-        return {metric.name: metric.result() for metric in self.metrics}
-
-    def train_step(self, data):
-        import tensorflow as tf  # train_step is the TensorFlow backend's
-
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y = ops.cast(y, "float32")
-        with tf.GradientTape() as generator_tape:
-            generated = self.generator(x, training=True)
-            with generator_tape.stop_recording():
-                with tf.GradientTape() as discriminator_tape:
-                    real = self.discriminator(y, training=True)
-                    fake = self.discriminator(ops.stop_gradient(generated), training=True)
-                    d_loss = self._cross_entropy(True, real) + self._cross_entropy(False, fake)
-                variables = self.discriminator.trainable_variables
-                gradients = discriminator_tape.gradient(d_loss, variables)
-                self.d_optimizer.apply_gradients(zip(gradients, variables))
-            content = self._content_loss(x, y, generated, sample_weight, training=True)
-            judged = self.discriminator(generated, training=True)
-            adversarial = self._cross_entropy(True, judged)
-            g_loss = content + self.adversarial_weight * adversarial
-        variables = self.generator.trainable_variables
-        gradients = generator_tape.gradient(g_loss, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        return self._record(x, content, d_loss, adversarial)
-
-    def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y = ops.cast(y, "float32")
-        generated = self.generator(x, training=False)
-        content = self._content_loss(x, y, generated, sample_weight, training=False)
-        real = self.discriminator(y, training=False)
-        fake = self.discriminator(generated, training=False)
-        d_loss = self._cross_entropy(True, real) + self._cross_entropy(False, fake)
-        return self._record(x, content, d_loss, self._cross_entropy(True, fake))
 
     # -- saving --------------------------------------------------------------------------
 
     def get_config(self) -> dict:
         network = self.feature_network
         return {
-            "name": self.name,
-            "trainable": self.trainable,
+            **super().get_config(),
             "scale": self.scale,
             "res_blocks": self.res_blocks,
             "filters": self.filters,
