@@ -5,7 +5,7 @@ Usage::
     python benchmarks/train_superres.py speed [--scale 2] [--patch 24] [--batch 16]
         [--samples 512] [--models edsr,wdsr_b,srgan,guided_sr] [--published]
     python benchmarks/train_superres.py reproduce [--folder .] [--configs edsr-shapes-128-x2,...]
-        [--leaderboard leaderboard] [--who NAME]
+        [--leaderboard leaderboard] [--who NAME] [--overwrite]
 
 ``speed`` times ``Model.fit`` of each model on ``--samples`` random low-resolution patches of
 ``--patch``² and their ×``--scale`` targets (and guides, for ``guided_sr``), held in memory
@@ -22,6 +22,9 @@ config ``configs/MODEL-LIBRARY-xS.yaml`` the commands its header lists, as a use
     tomobench train configs/MODEL-LIBRARY-xS.yaml
     tomobench predict runs/MODEL-LIBRARY-xS LIBRARY.h5 --out MODEL-LIBRARY-xS.npy --split test
     tomobench score MODEL-LIBRARY-xS.npy LIBRARY.h5 --split test --scale S [--leaderboard DIR]
+
+With ``--leaderboard``, each score becomes an entry named after the model and its size
+(``EDSR 8×32``) with the run's training budget (``--run``) and those commands.
 """
 
 from __future__ import annotations
@@ -85,9 +88,21 @@ def speed(args) -> None:
         options = published_options(model_name, s) if args.published else {}
         if model_name == "guided_sr":
             options = {**options, "guide": True}
-        count = build_model(model_name, scale=s, **options).count_params()
+        built = build_model(model_name, scale=s, **options)
+        count = getattr(built, "generator", built).count_params()  # what predicts
         ratio = f"{rate / reference:.2f}×" if reference else "—"
         print(f"{NAMES[model_name]:<28}{count:>12,}{rate:>12.1f}{ratio:>10}")
+
+
+def method_name(config: Path) -> str:
+    """The leaderboard name of a config's method: its model's, a guided model's with or
+    without its guide, and the config's options in brackets."""
+    data = yaml.safe_load(config.read_text())
+    options = data["options"]
+    name = {"edsr": "EDSR", "wdsr_b": "WDSR-B", "srgan": "SRGAN"}.get(data["model"])
+    if data["model"] == "guided_sr":
+        name = "guided_sr (absorption guide)" if options["guide"] else "guided_sr (no guide)"
+    return f"{name} {options['res_blocks']}×{options['filters']}"
 
 
 def _run(command: list[str]) -> None:
@@ -124,8 +139,11 @@ def reproduce(args) -> None:
             _run(words)
         words = shlex.split(scoring)
         if args.leaderboard:
-            words += ["--leaderboard", str(args.leaderboard.resolve()), "--method", name]
-            words += ["--who", args.who, *sum((["--reproduce", c] for c in steps), [])]
+            method = method_name(ROOT / "configs" / f"{name}.yaml")
+            words += ["--leaderboard", str(args.leaderboard.resolve()), "--method", method]
+            words += ["--run", f"runs/{name}", "--who", args.who]
+            words += sum((["--reproduce", command] for command in steps), [])
+            words += ["--overwrite"] * args.overwrite
         _run(words)
 
 
@@ -148,6 +166,9 @@ def main(argv=None) -> None:
     )
     again.add_argument("--leaderboard", type=Path)
     again.add_argument("--who", default="tomobench maintainers")
+    again.add_argument(
+        "--overwrite", action="store_true", help="replace the configs' leaderboard entries"
+    )
     args = parser.parse_args(argv)
     speed(args) if args.command == "speed" else reproduce(args)
 
