@@ -27,6 +27,7 @@ __all__ = [
     "check_positive",
     "check_scale",
     "convolution",
+    "edsr_body",
     "low_resolution_input",
     "residual_block",
     "upsampler",
@@ -259,3 +260,19 @@ def upsampler(
         if activation is not None:
             x = activation(f"{stage}_activation")(x)
     return x
+
+
+def edsr_body(
+    image: keras.KerasTensor, filters: int, *, res_blocks: int, scaling: float, scale: int
+) -> keras.KerasTensor:
+    """EDSR's body (Lim et al. 2017): a 3 × 3 head convolution, ``res_blocks`` residual
+    blocks, a 3 × 3 convolution and a long skip from the head, then the sub-pixel upsampler:
+    ``filters`` maps at ``scale`` × the input's size (layers ``head``, ``block1`` …,
+    ``body_conv``, ``long_skip``, the upsampler's)."""
+    head = convolution(image, filters, name="head")
+    x = head
+    for index in range(1, res_blocks + 1):
+        x = residual_block(x, filters, scaling=scaling, name=f"block{index}")
+    x = convolution(x, filters, name="body_conv")
+    x = layers.Add(name="long_skip")([head, x])
+    return upsampler(x, filters, scale)

@@ -25,9 +25,8 @@ from tomobench.models._sr_blocks import (
     check_positive,
     check_scale,
     convolution,
+    edsr_body,
     low_resolution_input,
-    residual_block,
-    upsampler,
 )
 
 __all__ = ["edsr"]
@@ -49,12 +48,6 @@ def edsr(
     check_scale(scale)
     check_positive("residual_scaling", residual_scaling)
     image = low_resolution_input()
-    head = convolution(image, filters, name="head")
-    x = head
-    for index in range(1, res_blocks + 1):
-        x = residual_block(x, filters, scaling=residual_scaling, name=f"block{index}")
-    x = convolution(x, filters, name="body_conv")
-    x = keras.layers.Add(name="long_skip")([head, x])
-    x = upsampler(x, filters, scale)
+    x = edsr_body(image, filters, res_blocks=res_blocks, scaling=residual_scaling, scale=scale)
     x = convolution(x, 1, name="tail")
     return keras.Model(image, x, name="edsr")

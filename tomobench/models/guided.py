@@ -33,9 +33,9 @@ from tomobench.models._sr_blocks import (
     check_positive,
     check_scale,
     convolution,
+    edsr_body,
     low_resolution_input,
     residual_block,
-    upsampler,
 )
 
 __all__ = ["guided_sr"]
@@ -61,13 +61,7 @@ def guided_sr(
     check_scale(scale)
     check_positive("residual_scaling", residual_scaling)
     image = low_resolution_input()
-    head = convolution(image, filters, name="head")
-    x = head
-    for index in range(1, res_blocks + 1):
-        x = residual_block(x, filters, scaling=residual_scaling, name=f"block{index}")
-    x = convolution(x, filters, name="body_conv")
-    x = layers.Add(name="long_skip")([head, x])
-    x = upsampler(x, filters, scale)
+    x = edsr_body(image, filters, res_blocks=res_blocks, scaling=residual_scaling, scale=scale)
     fused = convolution(x, filters, name="fuse1")
     inputs = [image]
     if guide:
